@@ -1,0 +1,362 @@
+"""Bulk indexing: catalog rows -> image bytes -> decoded tensors -> embeddings -> SQL -> index generation.
+
+Stages are plain callables joined here. A producer thread reads and hashes image files and decodes
+them on a small thread pool, keeping `prefetch_batches` batches ready while the main thread embeds
+and writes. SQL is written first (items + vectors, one transaction per `commit_every` items); the
+index generation is derived from SQL at the end and made current by an atomic swap. A kill at any
+moment loses at most the uncommitted batch, which the next run redoes; nothing is duplicated
+because items are keyed by external id and embeddings by item id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+from tqdm import tqdm
+
+from indexer.catalog import CatalogRow, CatalogSource, RowProblem, count_rows, iter_catalog
+from indexer.generations import (
+    GenerationError,
+    current_name,
+    ids_digest,
+    load_generation,
+    make_current,
+    prune_generations,
+    read_manifest,
+    write_generation,
+)
+from indexer.images import ImageDecodeError, decode_image
+from indexer.store import Store, meta_tuple
+from indexer.vector_index import build_faiss_index, choose_spec
+
+log = logging.getLogger(__name__)
+
+CrashHook = Callable[[str], None]
+# Named points where the crash tests kill the process (manage.py --crash-at NAME).
+CRASH_POINTS = ("mid-batch", "after-sql-commit", "before-index-save", "during-index-save", "before-swap",
+                "after-swap", "remove-after-sql")
+
+
+class WriterBusyError(RuntimeError):
+    """Another writer holds the index lock."""
+
+
+def kill_at(point: str | None) -> CrashHook:
+    """A crash hook that SIGKILLs this process when the named point is reached (for crash tests)."""
+    if point and point not in CRASH_POINTS:
+        raise ValueError(f"unknown crash point {point!r}; known: {', '.join(CRASH_POINTS)}")
+
+    def hook(name: str) -> None:
+        if name == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def writer_lock(index_dir: Path) -> FileLock:
+    """Acquire the single-writer lock of an index dir, or raise WriterBusyError at once."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(index_dir / ".writer.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise WriterBusyError(
+            f"another indexing job is writing to {index_dir} (lock {index_dir / '.writer.lock'}); "
+            "wait for it to finish, then run again"
+        ) from None
+    return lock
+
+
+@dataclass
+class IndexReport:
+    rows: int = 0
+    new: int = 0
+    changed: int = 0
+    reembedded: int = 0
+    metadata_updated: int = 0
+    unchanged: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+    embedded_seconds: float = 0.0
+    elapsed_seconds: float = 0.0
+    generation: str | None = None
+    generation_count: int = 0
+    published: bool = False
+    spec: str = ""
+
+    @property
+    def embedded(self) -> int:
+        return self.new + self.changed + self.reembedded
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows, "new": self.new, "changed": self.changed, "reembedded": self.reembedded,
+            "metadata_updated": self.metadata_updated, "unchanged": self.unchanged,
+            "skipped": len(self.problems), "problems": [str(p) for p in self.problems],
+            "embedded": self.embedded, "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "items_per_second": round(self.embedded / self.elapsed_seconds, 2) if self.elapsed_seconds else 0.0,
+            "generation": self.generation, "generation_count": self.generation_count,
+            "published": self.published, "spec": self.spec,
+        }
+
+
+@dataclass
+class _Work:
+    row: CatalogRow
+    data: bytes
+    sha: str
+    existing: Any
+    kind: str  # new | changed | reembed
+
+
+@dataclass
+class _Batch:
+    works: list[_Work]
+    tensor: Any  # torch.Tensor (N, 3, S, S)
+
+
+_DONE = object()
+
+
+def _read(row: CatalogRow) -> tuple[bytes | None, str | None]:
+    try:
+        data = row.image_path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read image: {exc.strerror or exc}"
+    return data, None
+
+
+def _row_dict(row: CatalogRow) -> dict[str, Any]:
+    return {"external_id": row.external_id, "image_path": str(row.image_path), "title": row.title,
+            "taxonomy": row.taxonomy, "price": row.price, "attributes": row.attributes}
+
+
+class IndexingPipeline:
+    """Runs one `manage.py index` job. Construct with the pieces, call run()."""
+
+    def __init__(self, store: Store, embedder, index_dir: Path, *, spec: str = "auto", batch_size: int = 64,
+                 decode_workers: int = 2, prefetch_batches: int = 4, commit_every: int = 512,
+                 max_pixels: int = 40_000_000, settings_snapshot: dict[str, Any] | None = None,
+                 crash_hook: CrashHook | None = None, progress: bool = True) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index_dir = index_dir
+        self.spec = spec
+        self.batch_size = max(1, batch_size)
+        self.decode_workers = max(1, decode_workers)
+        self.prefetch_batches = max(1, prefetch_batches)
+        self.commit_every = max(1, commit_every)
+        self.max_pixels = max_pixels
+        self.settings_snapshot = settings_snapshot or {}
+        self.hook = crash_hook or (lambda _p: None)
+        self.progress = progress
+
+    # ---- stage 1+2: read, hash, decide, decode (producer thread) ---------------------------
+
+    def _plan(self, source: CatalogSource, report: IndexReport, bar: tqdm) -> Iterator[_Work]:
+        existing = self.store.existing_items()
+        fp = self.embedder.fingerprint
+        pending_meta: list[tuple[int, dict[str, Any]]] = []
+        for rec in iter_catalog(source):
+            if isinstance(rec, RowProblem):
+                report.problems.append(rec)
+                bar.update(1)
+                continue
+            report.rows += 1
+            data, err = _read(rec)
+            if data is None:
+                report.problems.append(RowProblem(rec.row, rec.external_id, err or "unreadable"))
+                bar.update(1)
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            old = existing.get(rec.external_id)
+            if old is None:
+                kind = "new"
+            elif old.sha != sha:
+                kind = "changed"
+            elif old.fingerprint != fp or old.embedded_sha != sha or old.status != "active":
+                kind = "reembed"
+            else:
+                row = _row_dict(rec)
+                if meta_tuple(row) != old.meta:
+                    pending_meta.append((old.id, row))
+                else:
+                    report.unchanged += 1
+                bar.update(1)
+                continue
+            yield _Work(rec, data, sha, old, kind)
+        if pending_meta:
+            with self.store.sessions.begin() as s:
+                for item_id, row in pending_meta:
+                    self.store.update_metadata(s, item_id, row)
+            report.metadata_updated += len(pending_meta)
+
+    def _decode(self, work: _Work):
+        try:
+            img = decode_image(work.data, self.max_pixels)
+            return work, self.embedder.preprocess(img), None
+        except ImageDecodeError as exc:
+            return work, None, str(exc)
+
+    def _producer(self, source: CatalogSource, report: IndexReport, bar: tqdm, out: queue.Queue,
+                  stop: threading.Event) -> None:
+        import torch
+
+        try:
+            with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
+                chunk: list[_Work] = []
+
+                def flush(works: list[_Work]) -> None:
+                    good, tensors = [], []
+                    for work, tensor, err in pool.map(self._decode, works):
+                        if err is not None:
+                            report.problems.append(RowProblem(work.row.row, work.row.external_id,
+                                                              f"undecodable image: {err}"))
+                            bar.update(1)
+                        else:
+                            good.append(work)
+                            tensors.append(tensor)
+                    if good:
+                        out.put(_Batch(good, torch.stack(tensors)))
+
+                for work in self._plan(source, report, bar):
+                    if stop.is_set():
+                        return
+                    chunk.append(work)
+                    if len(chunk) == self.batch_size:
+                        flush(chunk)
+                        chunk = []
+                if chunk:
+                    flush(chunk)
+        except BaseException as exc:  # surfaced in the main thread
+            out.put(exc)
+        finally:
+            out.put(_DONE)
+
+    # ---- stage 3+4: embed, write SQL (main thread) -----------------------------------------
+
+    def _write(self, pending: list[tuple[_Work, np.ndarray]], report: IndexReport) -> None:
+        if not pending:
+            return
+        rows = []
+        for work, _ in pending:
+            row = _row_dict(work.row)
+            row["existing_id"] = work.existing.id if work.existing is not None else None
+            row["content_sha256"] = work.sha
+            rows.append(row)
+        vectors = np.stack([v for _, v in pending])
+        with self.store.sessions.begin() as s:
+            self.store.write_embedded(s, rows, vectors, self.embedder.fingerprint)
+            self.hook("mid-batch")
+        self.hook("after-sql-commit")
+        for work, _ in pending:
+            if work.kind == "new":
+                report.new += 1
+            elif work.kind == "changed":
+                report.changed += 1
+            else:
+                report.reembedded += 1
+
+    def run(self, source: CatalogSource, rebuild: bool = False) -> IndexReport:
+        """Index a catalog, then publish a new generation if SQL changed (or rebuild was asked)."""
+        report = IndexReport()
+        t0 = time.perf_counter()
+        lock = writer_lock(self.index_dir)
+        try:
+            prune_generations(self.index_dir)
+            total = count_rows(source)
+            bar = tqdm(total=total, unit="item", desc="indexing", disable=not self.progress, smoothing=0.05,
+                       dynamic_ncols=True)
+            q: queue.Queue = queue.Queue(maxsize=self.prefetch_batches)
+            stop = threading.Event()
+            producer = threading.Thread(target=self._producer, args=(source, report, bar, q, stop),
+                                        name="index-producer", daemon=True)
+            producer.start()
+            pending: list[tuple[_Work, np.ndarray]] = []
+            try:
+                while True:
+                    item = q.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    te = time.perf_counter()
+                    vecs = self.embedder.embed_tensors(item.tensor)
+                    report.embedded_seconds += time.perf_counter() - te
+                    pending.extend(zip(item.works, vecs, strict=True))
+                    if len(pending) >= self.commit_every:
+                        self._write(pending, report)
+                        pending = []
+                    bar.update(len(item.works))
+                self._write(pending, report)
+            finally:
+                stop.set()
+                while producer.is_alive():  # drain so the producer can exit
+                    try:
+                        q.get(timeout=0.1)
+                    except queue.Empty:
+                        pass
+                bar.close()
+            self.publish(report, force=rebuild)
+            purged = self.store.purge_removed(keep_ids=())
+            if purged:
+                log.info("purged %d removed items", purged)
+        finally:
+            lock.release()
+        report.elapsed_seconds = time.perf_counter() - t0
+        return report
+
+    # ---- stage 5: index generation -------------------------------------------------------
+
+    def publish(self, report: IndexReport | None = None, force: bool = False) -> bool:
+        """Build a generation from SQL and make it current, unless the current one already matches."""
+        report = report or IndexReport()
+        fp = self.embedder.fingerprint
+        state = self.store.state(fp)
+        digest = ids_digest(state.ids, state.revisions)
+        cur = current_name(self.index_dir)
+        if cur and not force:
+            try:
+                m = read_manifest(self.index_dir / cur)
+                if m.fingerprint == fp and m.ids_sha256 == digest:
+                    load_generation(self.index_dir, cur)  # verifies files; raises if corrupt
+                    report.generation, report.generation_count, report.spec = cur, m.count, m.spec
+                    return False
+            except GenerationError as exc:
+                log.warning("current generation unusable (%s); rebuilding", exc)
+        tb = time.perf_counter()
+        ids, revs, vectors = self.store.load_vectors(fp)
+        if len(ids) == 0:
+            vectors = np.zeros((0, self.embedder.dim), np.float32)
+        spec = self.spec if self.spec != "auto" else choose_spec(len(ids), vectors.shape[1])
+        if spec.startswith("IVF") and self.spec == "auto" and len(ids) < 39 * 2:
+            spec = "Flat"
+        index = build_faiss_index(vectors, ids, spec)
+        self.hook("before-index-save")
+        manifest = write_generation(
+            self.index_dir, index, ids, vectors,
+            {"spec": spec, "metric": "inner_product", "dim": int(vectors.shape[1]), "count": int(len(ids)),
+             "fingerprint": fp, "high_water": int(revs.max()) if len(revs) else 0,
+             "ids_sha256": ids_digest(ids, revs), "model": self.embedder.describe(),
+             "settings": self.settings_snapshot, "build_seconds": round(time.perf_counter() - tb, 3)},
+            crash_hook=self.hook,
+        )
+        self.hook("before-swap")
+        make_current(self.index_dir, manifest.name)
+        self.hook("after-swap")
+        self.store.record_generation(manifest)
+        report.generation, report.generation_count, report.spec, report.published = (
+            manifest.name, manifest.count, spec, True)
+        return True

@@ -1,0 +1,77 @@
+"""Wiring from Settings to the library objects; shared by manage.py, the web app and benches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from indexer.generations import current_name
+from indexer.pipeline import CrashHook, IndexingPipeline, IndexReport, writer_lock
+from indexer.search import SearchService
+from indexer.settings import Settings, settings_as_dict
+from indexer.store import Store
+from indexer.vector_index import SearchParams
+
+
+def open_store(settings: Settings, check_migrated: bool = True) -> Store:
+    """Connect to the configured database (raises StoreError if it is not migrated)."""
+    return Store.from_url(settings.database_url, settings.database.busy_timeout_s, check_migrated=check_migrated)
+
+
+def create_embedder_from_settings(settings: Settings):
+    """The configured embedder (backbone, weights, optional fine-tuned checkpoint)."""
+    from engine import create_embedder
+
+    m = settings.model
+    weights = m.weights
+    if weights and weights != "random" and ("/" in weights or weights.endswith((".pt", ".pth", ".bin"))):
+        weights = str(settings.resolve_path(weights))
+    checkpoint = str(settings.resolve_path(m.checkpoint)) if m.checkpoint else ""
+    return create_embedder(m.backbone, weights=weights, checkpoint=checkpoint, input_size=m.input_size,
+                           device=m.device)
+
+
+def create_pipeline(settings: Settings, store: Store, embedder, crash_hook: CrashHook | None = None,
+                    progress: bool = True) -> IndexingPipeline:
+    p = settings.pipeline
+    return IndexingPipeline(
+        store, embedder, settings.index_dir, spec=settings.index.spec, batch_size=settings.model.batch_size,
+        decode_workers=p.decode_workers, prefetch_batches=p.prefetch_batches, commit_every=p.commit_every,
+        max_pixels=settings.web.max_image_pixels, settings_snapshot=settings_as_dict(settings),
+        crash_hook=crash_hook, progress=progress,
+    )
+
+
+def create_search_service(settings: Settings, store: Store, embedder) -> SearchService:
+    params = SearchParams(nprobe=settings.index.nprobe, ef_search=settings.index.ef_search)
+    return SearchService(store, embedder, settings.index_dir, params=params,
+                         search_device=settings.index.search_device)
+
+
+def remove_items(settings: Settings, store: Store, embedder, external_ids: Iterable[str],
+                 crash_hook: CrashHook | None = None) -> dict[str, Any]:
+    """Remove items from SQL and the index: tombstone, publish a generation without them, purge.
+
+    Every step is safe to interrupt: a tombstoned item is never returned by search, and the next
+    `index` or `remove` run finishes the job.
+    """
+    index_dir: Path = settings.index_dir
+    lock = writer_lock(index_dir)
+    try:
+        marked, unknown = store.mark_removed(external_ids)
+        if crash_hook:
+            crash_hook("remove-after-sql")
+        pipeline = create_pipeline(settings, store, embedder, crash_hook=crash_hook, progress=False)
+        report = IndexReport()
+        pipeline.publish(report, force=False)
+        purged = store.purge_removed()
+    finally:
+        lock.release()
+    return {"removed": len(marked), "unknown": unknown, "purged": purged,
+            "generation": report.generation or current_name(index_dir), "count": report.generation_count}
+
+
+def settings_summary(settings: Settings) -> dict[str, Any]:
+    return dataclasses.asdict(settings)

@@ -1,0 +1,192 @@
+"""Settings: config.toml -> frozen dataclasses, with LOOKALIKE_<SECTION>__<KEY> overrides.
+
+This is the only module that reads the environment (besides the config path in manage.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "LOOKALIKE_"
+
+
+class SettingsError(ValueError):
+    """A config file or override that cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///var/lookalike.db"
+    busy_timeout_s: int = 30
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    default_csv: str = "../shared/data/fashion-product-images/catalog.csv"
+    images_root: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    backbone: str = "efficientnet_lite0"
+    weights: str = ""
+    checkpoint: str = ""
+    input_size: int = 224
+    batch_size: int = 64
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    dir: str = "var/index"
+    spec: str = "auto"
+    nprobe: int = 32
+    ef_search: int = 128
+    search_device: str = "auto"
+    filter_max_candidates: int = 100000
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    decode_workers: int = 2
+    prefetch_batches: int = 4
+    commit_every: int = 512
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    max_upload_mb: int = 16
+    max_image_pixels: int = 40_000_000
+    default_k: int = 24
+    max_k: int = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    # Folder relative paths are resolved against (the config file's folder).
+    base_dir: str = "."
+    source: str = "<defaults>"
+
+    def resolve_path(self, value: str) -> Path:
+        """Resolve a configured path against the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against the config folder."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve_path(url[len(prefix):]))
+        return url
+
+    @property
+    def index_dir(self) -> Path:
+        return self.resolve_path(self.index.dir)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name not in ("base_dir", "source")}
+
+
+def _coerce(section: str, key: str, value: object, annotation: str) -> object:
+    """Convert a TOML or environment value to the field's declared type."""
+    where = f"[{section}] {key}"
+    if annotation == "int":
+        if isinstance(value, bool):
+            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected an integer, got {value!r}") from None
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected a string, got {value!r}")
+        return value
+    if annotation.startswith("tuple"):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise SettingsError(f"{where}: not a JSON list: {exc}") from None
+            else:
+                value = [v.strip() for v in text.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise SettingsError(f"{where}: unsupported type {annotation}")  # pragma: no cover
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, object]) -> object:
+    hints = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise SettingsError(f"[{name}]: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(hints))}")
+    kwargs = {k: _coerce(name, k, v, hints[k]) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read config.toml and apply environment overrides.
+
+    Args:
+        path: the TOML file; None means defaults only (paths then resolve against the cwd).
+        env: environment mapping to read LOOKALIKE_<SECTION>__<KEY> overrides from (os.environ if None).
+
+    Returns:
+        Frozen Settings.
+
+    Raises:
+        SettingsError: unreadable file, unknown section or key, or a value of the wrong type.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, dict[str, object]] = {}
+    base_dir = Path.cwd()
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SettingsError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {p} is not valid TOML: {exc}") from None
+        base_dir = p.resolve().parent
+        source = str(p.resolve())
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise SettingsError(f"unknown config section(s): {', '.join(unknown)}")
+    merged: dict[str, dict[str, object]] = {name: dict(data.get(name, {})) for name in _SECTIONS}
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var[len(ENV_PREFIX):]:
+            continue
+        section, key = var[len(ENV_PREFIX):].lower().split("__", 1)
+        if section not in merged:
+            raise SettingsError(f"{var}: unknown config section {section!r}")
+        merged[section][key] = value
+    hints = typing.get_type_hints(Settings)
+    sections = {name: _build_section(name, hints[name], merged[name]) for name in _SECTIONS}
+    return Settings(**sections, base_dir=str(base_dir), source=source)  # type: ignore[arg-type]
+
+
+def settings_as_dict(settings: Settings) -> dict[str, object]:
+    """Plain-dict view of settings, for manifests and `manage.py config`."""
+    return dataclasses.asdict(settings)
