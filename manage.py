@@ -278,8 +278,9 @@ def serve_cmd(settings: Settings, host: str | None, port: int | None, threads: i
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("indexer", "engine", "web"):
+        logging.getLogger(name).setLevel(logging.INFO)
     cli.main(prog_name="manage.py")
 
 

@@ -169,7 +169,8 @@ def read_manifest(gen_dir: Path) -> Manifest:
     except FileNotFoundError:
         raise GenerationError(f"{gen_dir} has no manifest: run `python manage.py index --rebuild`") from None
     except (json.JSONDecodeError, TypeError) as exc:
-        raise GenerationError(f"{gen_dir}/{MANIFEST} is corrupt ({exc}): run `python manage.py index --rebuild`") from None
+        raise GenerationError(
+            f"{gen_dir}/{MANIFEST} is corrupt ({exc}): run `python manage.py index --rebuild`") from None
 
 
 @dataclass

@@ -155,7 +155,8 @@ class VectorSearcher:
         if hnsw is not None:
             hnsw.hnsw.efSearch = self.params.ef_search
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int,
+               allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; missing slots have id -1 and score -inf.
 
         Args:

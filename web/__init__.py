@@ -56,7 +56,8 @@ class _Runtime:
         if self._search is None:
             from indexer.service import create_embedder_from_settings, create_search_service
 
-            self._search = create_search_service(self.settings, self.store, create_embedder_from_settings(self.settings))
+            embedder = create_embedder_from_settings(self.settings)
+            self._search = create_search_service(self.settings, self.store, embedder)
         return self._search
 
     def status(self) -> dict[str, Any]:
