@@ -50,7 +50,6 @@ class IndexSettings:
     nprobe: int = 32
     ef_search: int = 128
     search_device: str = "auto"
-    filter_max_candidates: int = 100000
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,13 @@ class WebSettings:
     max_image_pixels: int = 40_000_000
     default_k: int = 24
     max_k: int = 200
+    max_results: int = 1000
+    image_roots: tuple[str, ...] = ()
+    thumb_size: int = 256
+    thumb_cache_dir: str = "var/thumbs"
+    cache_max_age_s: int = 86400
+    localize: str = "auto"
+    detector: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,15 @@ class Settings:
     @property
     def index_dir(self) -> Path:
         return self.resolve_path(self.index.dir)
+
+    @property
+    def image_roots(self) -> tuple[Path, ...]:
+        """Folders result images may be served from: web.image_roots, else the default catalog's image root."""
+        if self.web.image_roots:
+            return tuple(self.resolve_path(r) for r in self.web.image_roots)
+        if self.catalog.images_root:
+            return (self.resolve_path(self.catalog.images_root),)
+        return (self.resolve_path(self.catalog.default_csv).parent,)
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name not in ("base_dir", "source")}
