@@ -49,7 +49,8 @@ def db_url(request, tmp_path):
 
 def rows(n: int, start: int = 0):
     for i in range(start, start + n):
-        yield {"external_id": f"x{i}", "existing_id": None, "image_path": f"/img/{i}.jpg", "content_sha256": f"{i:064d}",
+        yield {"external_id": f"x{i}", "existing_id": None, "image_path": f"/img/{i}.jpg",
+               "content_sha256": f"{i:064d}",
                "title": f"Item {i}", "taxonomy": {"gender": "Men" if i % 3 == 0 else "Women", "usage": "Casual"},
                "price": None, "attributes": {"season": "Summer" if i % 2 else "Winter"}}
 
