@@ -1,0 +1,358 @@
+// The search page: upload (file picker, drag-and-drop, paste), crop box, filters, "more like this",
+// "load more". Talks to the JSON API only; the server renders nothing here but the first page.
+(() => {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const form = $("search-form");
+  const fileInput = $("file-input");
+  const dropzone = $("dropzone");
+  const stage = $("crop-stage");
+  const queryImage = $("query-image");
+  const cropBox = $("crop-box");
+  const evidenceBox = $("evidence-box");
+  const caption = $("query-caption");
+  const clearCrop = $("clear-crop");
+  const results = $("results");
+  const statusEl = $("status");
+  const errorEl = $("error");
+  const loadMore = $("load-more");
+  const spinner = $("spinner");
+  const threshold = $("threshold");
+  const thresholdValue = $("threshold-value");
+  const template = $("card-template");
+  const PAGE = Number(document.body.dataset.pageSize || 24);
+  const MAX_BYTES = Number(document.body.dataset.maxUploadMb || 16) * 1024 * 1024;
+
+  const state = { file: null, itemId: null, itemTitle: "", crop: null, offset: 0, seq: 0, objectUrl: null };
+
+  // ---- query parameters ------------------------------------------------------------------------------
+  function currentFilters() {
+    const filters = {};
+    for (const select of form.querySelectorAll("select[name=filter]")) {
+      if (!select.value) continue;
+      const column = select.dataset.column;
+      filters[column] = [select.value.slice(column.length + 1)];
+    }
+    return filters;
+  }
+  function currentThreshold() {
+    const value = Number(threshold.value);
+    return value > 0 ? value : null;
+  }
+
+  // ---- running a search ------------------------------------------------------------------------------
+  async function run(append) {
+    if (!state.file && state.itemId === null) return;
+    const seq = ++state.seq;
+    const offset = append ? state.offset : 0;
+    setBusy(true);
+    hideError();
+    try {
+      let response;
+      if (state.file) {
+        const body = new FormData();
+        body.append("image", state.file, state.file.name || "photo");
+        body.append("k", String(PAGE));
+        body.append("offset", String(offset));
+        const filters = currentFilters();
+        if (Object.keys(filters).length) body.append("filters", JSON.stringify(filters));
+        const t = currentThreshold();
+        if (t !== null) body.append("threshold", String(t));
+        if (state.crop) body.append("crop", state.crop.map((v) => v.toFixed(4)).join(","));
+        response = await fetch("/api/search", { method: "POST", body });
+      } else {
+        const params = new URLSearchParams({ k: String(PAGE), offset: String(offset) });
+        for (const [column, values] of Object.entries(currentFilters())) {
+          for (const value of values) params.append("filter", `${column}:${value}`);
+        }
+        const t = currentThreshold();
+        if (t !== null) params.set("threshold", String(t));
+        response = await fetch(`/api/items/${state.itemId}/similar?${params}`);
+      }
+      const data = await response.json().catch(() => null);
+      if (seq !== state.seq) return; // a newer search has started; drop this answer
+      if (!response.ok) {
+        const message = data && data.error ? data.error.message : `the server answered ${response.status}`;
+        showError(capitalize(message));
+        if (!append) clearResults("");
+        return;
+      }
+      render(data, append, offset);
+    } catch (err) {
+      if (seq === state.seq) showError("Could not reach the server. Check the connection and try again.");
+    } finally {
+      if (seq === state.seq) setBusy(false);
+    }
+  }
+
+  function render(data, append, offset) {
+    if (!append) results.replaceChildren();
+    const fragment = document.createDocumentFragment();
+    for (const hit of data.results) fragment.appendChild(makeCard(hit));
+    results.appendChild(fragment);
+    if (window.lookalikePaintSwatches) window.lookalikePaintSwatches(results);
+    state.offset = offset + data.results.length;
+    loadMore.hidden = !data.has_more;
+    const shown = results.querySelectorAll(".card").length;
+    let text;
+    if (shown === 0) {
+      text = "No matching items. Try clearing a filter or lowering the minimum similarity.";
+    } else if (state.itemId !== null) {
+      text = `${shown} items like “${state.itemTitle || "this item"}”`;
+    } else {
+      text = `${shown} results`;
+      if (state.crop) text += " for your selection";
+      else if (data.query && data.query.localized) text += ` · searched ${data.regions.length} regions of your photo`;
+    }
+    statusEl.textContent = text;
+    showEvidence(data);
+    results.setAttribute("aria-busy", "false");
+  }
+
+  function makeCard(hit) {
+    const node = template.content.firstElementChild.cloneNode(true);
+    node.dataset.itemId = String(hit.id);
+    const thumb = node.querySelector(".card-thumb");
+    thumb.href = hit.item_url;
+    const img = thumb.querySelector("img");
+    img.src = hit.thumb_url;
+    img.alt = hit.title || hit.external_id;
+    const title = node.querySelector(".card-title");
+    title.href = hit.item_url;
+    title.textContent = hit.title || hit.external_id;
+    title.title = hit.title || "";
+    node.querySelector(".card-category").textContent =
+      [hit.master_category, hit.article_type].filter(Boolean).join(" · ");
+    const colour = node.querySelector(".card-colour");
+    if (hit.base_colour) {
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.dataset.colour = hit.base_colour;
+      colour.append(swatch, hit.base_colour);
+    }
+    node.querySelector(".score").textContent = hit.score.toFixed(2);
+    const more = node.querySelector(".more-like");
+    more.href = `/?item=${hit.id}`;
+    more.dataset.item = String(hit.id);
+    more.dataset.title = hit.title || "";
+    return node;
+  }
+
+  function showEvidence(data) {
+    evidenceBox.hidden = true;
+    if (!data.regions || !data.results.length || state.crop || state.itemId !== null) return;
+    const region = data.regions[data.results[0].region || 0];
+    if (!region || region.source === "whole") return;
+    placeBox(evidenceBox, region.box);
+    evidenceBox.title = `Best match found here (${region.source})`;
+    evidenceBox.hidden = false;
+  }
+
+  // ---- status, errors --------------------------------------------------------------------------------
+  function setBusy(busy) {
+    spinner.hidden = !busy;
+    results.setAttribute("aria-busy", busy ? "true" : "false");
+    loadMore.disabled = busy;
+    if (busy && !results.children.length) statusEl.textContent = "Searching…";
+  }
+  function showError(message) {
+    errorEl.textContent = message;
+    errorEl.hidden = false;
+  }
+  function hideError() {
+    errorEl.hidden = true;
+  }
+  function clearResults(text) {
+    results.replaceChildren();
+    loadMore.hidden = true;
+    statusEl.textContent = text;
+  }
+  function capitalize(text) {
+    return text ? text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".") : text;
+  }
+
+  // ---- choosing the query ----------------------------------------------------------------------------
+  function setFile(file) {
+    if (!file) return;
+    if (file.size > MAX_BYTES) {
+      showError(`That file is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${MAX_BYTES / 1048576} MB.`);
+      return;
+    }
+    state.file = file;
+    state.itemId = null;
+    state.crop = null;
+    if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
+    state.objectUrl = URL.createObjectURL(file);
+    showQueryImage(state.objectUrl);
+    if (location.search) history.pushState({}, "", "/");
+    run(false);
+  }
+
+  function setItem(id, title, push) {
+    state.file = null;
+    state.itemId = Number(id);
+    state.itemTitle = title || "";
+    state.crop = null;
+    showQueryImage(`/items/${id}/image`);
+    if (push) history.pushState({ item: id }, "", `/?item=${id}`);
+    if (!state.itemTitle) {
+      fetch(`/api/items/${id}`).then((r) => (r.ok ? r.json() : null)).then((item) => {
+        if (item && state.itemId === Number(id)) {
+          state.itemTitle = item.title;
+          if (results.children.length) statusEl.textContent = `${results.children.length} items like “${item.title}”`;
+        }
+      }).catch(() => {});
+    }
+    run(false);
+  }
+
+  function showQueryImage(src) {
+    queryImage.src = src;
+    dropzone.classList.add("has-image");
+    cropBox.hidden = true;
+    evidenceBox.hidden = true;
+    clearCrop.hidden = true;
+    caption.textContent = "Drag a box on the photo to search just that part.";
+  }
+
+  fileInput.addEventListener("change", () => {
+    if (fileInput.files && fileInput.files[0]) setFile(fileInput.files[0]);
+    fileInput.value = "";
+  });
+  $("new-photo").addEventListener("click", () => fileInput.click());
+  dropzone.addEventListener("keydown", (event) => {
+    if ((event.key === "Enter" || event.key === " ") && event.target === dropzone) {
+      event.preventDefault();
+      fileInput.click();
+    }
+  });
+
+  // Drag-and-drop anywhere on the page; paste anywhere.
+  document.addEventListener("dragover", (event) => {
+    if (!event.dataTransfer || !Array.from(event.dataTransfer.types).includes("Files")) return;
+    event.preventDefault();
+    dropzone.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (event.relatedTarget === null) dropzone.classList.remove("dragging");
+  });
+  document.addEventListener("drop", (event) => {
+    if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+    event.preventDefault();
+    dropzone.classList.remove("dragging");
+    setFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const items = event.clipboardData ? Array.from(event.clipboardData.files) : [];
+    const file = items.find((f) => f.type.startsWith("image/"));
+    if (file) {
+      event.preventDefault();
+      setFile(file);
+    }
+  });
+
+  // "More like this" (links work without JavaScript too).
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest("a.more-like");
+    if (!link || event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    setItem(link.dataset.item, link.dataset.title || "", true);
+    window.scrollTo({ top: 0, behavior: "smooth" });
+  });
+  window.addEventListener("popstate", () => {
+    const id = new URLSearchParams(location.search).get("item");
+    if (id) setItem(id, "", false);
+  });
+
+  // ---- crop box --------------------------------------------------------------------------------------
+  let drag = null;
+  function relativePoint(event) {
+    const rect = queryImage.getBoundingClientRect();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return { x: clamp((event.clientX - rect.left) / rect.width), y: clamp((event.clientY - rect.top) / rect.height) };
+  }
+  function placeBox(el, box) {
+    el.style.left = `${box[0] * 100}%`;
+    el.style.top = `${box[1] * 100}%`;
+    el.style.width = `${(box[2] - box[0]) * 100}%`;
+    el.style.height = `${(box[3] - box[1]) * 100}%`;
+  }
+  function dragBox(p) {
+    return [Math.min(drag.x, p.x), Math.min(drag.y, p.y), Math.max(drag.x, p.x), Math.max(drag.y, p.y)];
+  }
+  stage.addEventListener("pointerdown", (event) => {
+    if (!queryImage.complete || !queryImage.naturalWidth || event.button !== 0) return;
+    event.preventDefault();
+    stage.setPointerCapture(event.pointerId);
+    drag = relativePoint(event);
+    evidenceBox.hidden = true;
+    placeBox(cropBox, [drag.x, drag.y, drag.x, drag.y]);
+    cropBox.hidden = false;
+  });
+  stage.addEventListener("pointermove", (event) => {
+    if (drag) placeBox(cropBox, dragBox(relativePoint(event)));
+  });
+  stage.addEventListener("pointerup", async (event) => {
+    if (!drag) return;
+    const box = dragBox(relativePoint(event));
+    drag = null;
+    if (box[2] - box[0] < 0.03 || box[3] - box[1] < 0.03) {
+      cropBox.hidden = !state.crop;
+      if (state.crop) placeBox(cropBox, state.crop);
+      return;
+    }
+    if (!state.file && state.itemId !== null) {
+      // Cropping a catalog item: search with its picture as an upload from now on.
+      const response = await fetch(`/items/${state.itemId}/image`);
+      if (!response.ok) {
+        showError("Could not load that item's picture to crop it.");
+        return;
+      }
+      const blob = await response.blob();
+      state.file = new File([blob], `item-${state.itemId}${blob.type === "image/png" ? ".png" : ".jpg"}`,
+        { type: blob.type });
+      state.itemId = null;
+      history.pushState({}, "", "/");
+    }
+    state.crop = box;
+    placeBox(cropBox, box);
+    clearCrop.hidden = false;
+    caption.textContent = "Searching your selection. Drag again to change it.";
+    run(false);
+  });
+  stage.addEventListener("pointercancel", () => {
+    drag = null;
+  });
+  clearCrop.addEventListener("click", () => {
+    state.crop = null;
+    cropBox.hidden = true;
+    clearCrop.hidden = true;
+    caption.textContent = "Drag a box on the photo to search just that part.";
+    run(false);
+  });
+
+  // ---- filters, threshold, load more -----------------------------------------------------------------
+  form.addEventListener("change", (event) => {
+    if (event.target.matches("select[name=filter]")) run(false);
+  });
+  threshold.addEventListener("input", () => {
+    thresholdValue.textContent = currentThreshold() === null ? "off" : Number(threshold.value).toFixed(2);
+  });
+  threshold.addEventListener("change", () => run(false));
+  $("reset-filters").addEventListener("click", () => {
+    for (const select of form.querySelectorAll("select[name=filter]")) select.value = "";
+    threshold.value = "0";
+    thresholdValue.textContent = "off";
+    run(false);
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    run(false);
+  });
+  loadMore.addEventListener("click", () => run(true));
+
+  // ---- start -----------------------------------------------------------------------------------------
+  const startItem = new URLSearchParams(location.search).get("item");
+  if (startItem && /^\d+$/.test(startItem)) setItem(startItem, "", false);
+  document.body.classList.add("js");
+})();
