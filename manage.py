@@ -265,16 +265,10 @@ def run_cmd(settings: Settings, host: str | None, port: int | None, debug: bool)
 @click.option("--threads", default=8, show_default=True, type=int)
 @with_settings
 def serve_cmd(settings: Settings, host: str | None, port: int | None, threads: int) -> None:
-    """Serve the app with the production WSGI server (waitress)."""
-    from waitress import serve
+    """Serve the app with the production WSGI server (waitress); model and index load before the first request."""
+    from web.server import serve
 
-    from web import create_app
-
-    app = create_app(settings)
-    app.extensions["lookalike"].search.refresh()  # load model + index before the first request
-    h, p = host or settings.web.host, port or settings.web.port
-    click.echo(f"serving on http://{h}:{p}")
-    serve(app, host=h, port=p, threads=threads, ident="lookalike")
+    serve(settings, host, port, threads)
 
 
 def main() -> None:
