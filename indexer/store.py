@@ -110,16 +110,19 @@ class Store:
         now = utcnow()
         for i, row in enumerate(rows):
             item = session.get(CatalogItem, row["existing_id"]) if row.get("existing_id") else None
+            emb = None
             if item is None:
                 item = CatalogItem(external_id=row["external_id"], created_at=now)
                 session.add(item)
+            else:
+                emb = session.get(ItemEmbedding, item.id)
             _assign_meta(item, row)
             item.content_sha256 = row["content_sha256"]
             item.status = STATUS_ACTIVE
             item.updated_at = now
-            session.flush()
+            if item.id is None:
+                session.flush()  # assigns the primary key the embedding row refers to
             vec = np.ascontiguousarray(vectors[i], dtype="<f4")
-            emb = session.get(ItemEmbedding, item.id)
             if emb is None:
                 emb = ItemEmbedding(item_id=item.id)
                 session.add(emb)
