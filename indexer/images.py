@@ -27,19 +27,25 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     """
     if not data:
         raise ImageDecodeError("the file is empty")
+    with warnings.catch_warnings():
+        # Pillow's UserWarnings (corrupt EXIF, odd palettes) are notes about data we can still use, not errors.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return _decode(data, max_pixels)
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            fmt = img.format
-            w, h = img.size
-            if w < 1 or h < 1:
-                raise ImageDecodeError("the image has no pixels")
-            if w * h > max_pixels:
-                raise ImageDecodeError(f"the image is too large ({w}x{h} pixels; the limit is {max_pixels:,} pixels)")
-            if fmt == "GIF":
-                img.seek(0)
-            img.load()
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        fmt = img.format
+        w, h = img.size
+        if w < 1 or h < 1:
+            raise ImageDecodeError("the image has no pixels")
+        if w * h > max_pixels:
+            raise ImageDecodeError(f"the image is too large ({w}x{h} pixels; the limit is {max_pixels:,} pixels)")
+        if fmt == "GIF":
+            img.seek(0)
+        img.load()
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:

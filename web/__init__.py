@@ -7,7 +7,8 @@ import threading
 import time
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from indexer.settings import Settings, load_settings
 
@@ -51,6 +52,15 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         resp = jsonify(status)
         resp.headers["Cache-Control"] = "no-store"
         return resp, (200 if status.get("ok") else 503)
+
+    @app.before_request
+    def limit_unsized_bodies():
+        # A chunked body has no Content-Length for Werkzeug to check up front, and its limited stream stops
+        # silently at the limit; read it here so that an oversize one is a 413, not a truncated body.
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            if len(request.get_data(cache=True)) >= limit:
+                raise RequestEntityTooLarge()
 
     @app.after_request
     def security_headers(resp):

@@ -179,9 +179,11 @@ def parse_search_request(request: Request, web: WebSettings) -> SearchRequest:
         data = upload.read()
         params: Mapping[str, Any] = fields
     elif mimetype == "application/json" or mimetype.endswith("+json"):
-        body = request.get_json(silent=True)
-        if body is None:
-            raise ApiError(400, "the body is not valid JSON")
+        raw = request.get_data(cache=True)  # over the limit -> 413 here, not a misleading "invalid JSON"
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ApiError(400, "the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ApiError(400, 'the JSON body must be an object such as {"image": "<base64>", "k": 10}')
         _reject_unknown(body, SEARCH_FIELDS)
