@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 CrashHook = Callable[[str], None]
 # Named points where the crash tests kill the process (manage.py --crash-at NAME).
-CRASH_POINTS = ("mid-batch", "after-sql-commit", "before-index-save", "during-index-save", "before-swap",
-                "after-swap", "remove-after-sql")
+CRASH_POINTS = ("mid-batch", "after-sql-commit", "mid-metadata-update", "before-index-save", "during-index-save",
+                "before-swap", "after-swap", "remove-after-sql", "remove-before-purge")
 
 
 class WriterBusyError(RuntimeError):
@@ -201,6 +201,7 @@ class IndexingPipeline:
             with self.store.sessions.begin() as s:
                 for item_id, row in pending_meta:
                     self.store.update_metadata(s, item_id, row)
+                self.hook("mid-metadata-update")
             report.metadata_updated += len(pending_meta)
 
     def _decode(self, work: _Work):

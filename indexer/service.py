@@ -66,6 +66,8 @@ def remove_items(settings: Settings, store: Store, embedder, external_ids: Itera
         pipeline = create_pipeline(settings, store, embedder, crash_hook=crash_hook, progress=False)
         report = IndexReport()
         pipeline.publish(report, force=False)
+        if crash_hook:
+            crash_hook("remove-before-purge")
         purged = store.purge_removed()
     finally:
         lock.release()

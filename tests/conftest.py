@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "fashion-product-images"
 CATALOG_CSV = SHARED_DATA / "catalog.csv"
 PYTHON = sys.executable
+pytest_plugins = ["tests.scoreboard"]
 
 
 def read_catalog_rows(n: int | None = None, step: int = 1) -> list[dict[str, str]]:
