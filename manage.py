@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 from flask.cli import FlaskGroup
+from sqlalchemy.exc import DBAPIError
 
 from indexer.settings import Settings, SettingsError, load_settings
 
@@ -54,6 +56,9 @@ def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(settings, **kwargs)
         except _known_errors() as exc:
             fail(str(exc))
+        except DBAPIError as exc:
+            fail(f"database error: {exc.orig}. Check database.url, that no other process holds a long write lock, "
+                 "and that the database file and its folder are writable")
         except OSError as exc:
             fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
         except KeyboardInterrupt:
@@ -242,6 +247,338 @@ def search_cmd(settings: Settings, image: str, k: int, filters: tuple[str, ...],
                    f"[{item.get('article_type') or '-'}, {item.get('base_colour') or '-'}]")
     if not hits:
         click.echo("no results")
+
+
+# ---- training and evaluation (issue 4) -------------------------------------------------------------------------
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _embedder_for_eval(settings: Settings, checkpoint: str | None):
+    """The configured (served) model, or the same recipe with another checkpoint ("none" = the bare backbone)."""
+    import dataclasses
+
+    from indexer.service import create_embedder_from_settings
+
+    if checkpoint is not None:
+        value = "" if checkpoint.lower() == "none" else str(Path(checkpoint).resolve())
+        settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, checkpoint=value))
+    return create_embedder_from_settings(settings)
+
+
+def _default_catalog(settings: Settings, catalog: str | None, images_root: str | None) -> tuple[str, str | None]:
+    path = catalog or str(settings.resolve_path(settings.catalog.default_csv))
+    root = images_root or (str(settings.resolve_path(settings.catalog.images_root))
+                           if settings.catalog.images_root and not catalog else None)
+    return path, root
+
+
+@cli.group("make-pairs")
+def make_pairs() -> None:
+    """Write a street-to-shop pair set (pairs.csv + gallery.csv + pairs.json) from a pair source."""
+
+
+@make_pairs.command("synthetic")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False), help="Folder image paths are relative to.")
+@click.option("--splits", "splits_file", type=click.Path(dir_okay=False, exists=True),
+              help="id,split file; only products of --split are used (default: every product).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--views", default=1, show_default=True, type=click.IntRange(1, 100), help="Photos per product.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--size", default=128, show_default=True, type=click.IntRange(32, 2048), help="Photo size in px.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many products (seeded sample).")
+@click.option("--label-column", default="article_type", show_default=True)
+@click.option("--no-progress", is_flag=True)
+@with_settings
+def make_pairs_synthetic(settings: Settings, out_dir: str, catalog: str | None, images_root: str | None,
+                         splits_file: str | None, split: str, views: int, seed: int, size: int, limit: int | None,
+                         label_column: str, no_progress: bool) -> None:
+    """SYNTHETIC street photos of catalog products (composited, warped, occluded, re-lit, degraded)."""
+    from indexer.make_pairs import make_synthetic_pairs
+    from indexer.synthetic import SyntheticConfig
+
+    path, root = _default_catalog(settings, catalog, images_root)
+    make_synthetic_pairs(path, out_dir, root, splits_file, split, views, seed, SyntheticConfig(size=size), limit,
+                         label_column, progress=not no_progress, echo=click.echo)
+
+
+def _save_pairs(pair_set, out_dir: str) -> None:
+    from indexer.make_pairs import save_pair_set, summarize_pair_set
+
+    save_pair_set(pair_set, out_dir)
+    summarize_pair_set(pair_set, Path(out_dir), click.echo)
+
+
+@make_pairs.command("deepfashion-c2s")
+@click.argument("root", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--partition", "partitions", multiple=True, default=("test",), show_default=True,
+              type=click.Choice(["train", "val", "test"]), help="Repeat for several (protocol gallery: val + test).")
+@with_settings
+def make_pairs_c2s(settings: Settings, root: str, out_dir: str, partitions: tuple[str, ...]) -> None:
+    """DeepFashion Consumer-to-shop (Eval/list_eval_partition.txt, Anno/list_bbox_consumer2shop.txt)."""
+    from indexer.pairs import read_deepfashion_consumer2shop
+
+    _save_pairs(read_deepfashion_consumer2shop(root, partitions), out_dir)
+
+
+@make_pairs.command("deepfashion-inshop")
+@click.argument("root", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--partition", default="test", show_default=True, type=click.Choice(["train", "test"]))
+@with_settings
+def make_pairs_inshop(settings: Settings, root: str, out_dir: str, partition: str) -> None:
+    """DeepFashion In-shop retrieval (Eval/list_eval_partition.txt, Anno/list_bbox_inshop.txt)."""
+    from indexer.pairs import read_deepfashion_inshop
+
+    _save_pairs(read_deepfashion_inshop(root, partition), out_dir)
+
+
+@make_pairs.command("street2shop")
+@click.option("--meta", "meta_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Folder of <split>_pairs_<category>.json and retrieval_<category>.json.")
+@click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--category", "categories", multiple=True, help="Repeat for several (default: all).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test"]))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@with_settings
+def make_pairs_street2shop(settings: Settings, meta_dir: str, images_dir: str, categories: tuple[str, ...],
+                           split: str, out_dir: str) -> None:
+    """Street2Shop ("Where to buy it") retrieval JSON: photo, product, bbox."""
+    from indexer.pairs import read_street2shop
+
+    _save_pairs(read_street2shop(meta_dir, images_dir, list(categories) or None, split), out_dir)
+
+
+@make_pairs.command("csv")
+@click.option("--pairs", "pairs_csv", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="query_image,item_id[,x0,y0,x1,y1] (box in pixels).")
+@click.option("--gallery", "gallery_csv", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="id,image[,item_id].")
+@click.option("--images-root", type=click.Path(file_okay=False), help="Relative paths root (default: each CSV's).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@with_settings
+def make_pairs_csv(settings: Settings, pairs_csv: str, gallery_csv: str, images_root: str | None,
+                   out_dir: str) -> None:
+    """A generic pairs CSV + gallery CSV, checked and normalised."""
+    from indexer.pairs import read_pair_set
+
+    _save_pairs(read_pair_set(pairs_csv, gallery_csv, images_root).without_orphans(), out_dir)
+
+
+@cli.command("make-splits")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--val-fraction", default=0.05, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--test-fraction", default=0.15, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@with_settings
+def make_splits_cmd(settings: Settings, out_file: str, catalog: str | None, images_root: str | None,
+                    val_fraction: float, test_fraction: float, seed: int) -> None:
+    """Assign every catalog product to train / val / test by a seeded hash of its id; write id,split."""
+    from indexer.splits import split_counts
+    from indexer.training import load_or_make_splits, read_products
+
+    path, root = _default_catalog(settings, catalog, images_root)
+    products, _ = read_products(path, root)
+    splits = load_or_make_splits(products, Path(out_file), val_fraction, test_fraction, seed)
+    click.echo(f"{out_file}: {split_counts(splits)}")
+
+
+@cli.command("train")
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--out", default="models/lite0-street2shop/model.pt", show_default=True,
+              type=click.Path(dir_okay=False), help="Checkpoint file (manifest and splits.csv go beside it).")
+@click.option("--work-dir", default=None, type=click.Path(file_okay=False),
+              help="View cache + training state (default var/train/<out folder name>).")
+@click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False),
+              help="id,split file to use, created when missing (default: splits.csv beside --out).")
+@click.option("--val-fraction", default=0.05, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--test-fraction", default=0.15, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--split-seed", default=0, show_default=True, type=int)
+@click.option("--views", default=4, show_default=True, type=click.IntRange(2, 64),
+              help="Views per product: the shop image + views-1 synthetic street photos.")
+@click.option("--synthetic-seed", default=0, show_default=True, type=int)
+@click.option("--synthetic-size", default=128, show_default=True, type=click.IntRange(32, 2048))
+@click.option("--unfreeze-blocks", default=2, show_default=True, type=click.IntRange(0, 17),
+              help="Backbone stages trainable in the unfrozen epochs (0 = head only; see engine/tail.py).")
+@click.option("--epochs-frozen", default=30, show_default=True, type=click.IntRange(0))
+@click.option("--epochs-unfrozen", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--embed-dim", default=512, show_default=True, type=click.IntRange(1))
+@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(0), help="0 = linear head.")
+@click.option("--mining", default="batch-hard", show_default=True, type=click.Choice(["batch-hard", "semi-hard"]))
+@click.option("--margin", default=0.2, show_default=True, type=float)
+@click.option("--p", "products_per_batch", default=64, show_default=True, type=click.IntRange(2))
+@click.option("--k", "views_per_product", default=4, show_default=True, type=click.IntRange(2))
+@click.option("--lr", default=2e-3, show_default=True, type=float)
+@click.option("--tail-lr", default=1e-4, show_default=True, type=float)
+@click.option("--weight-decay", default=1e-4, show_default=True, type=float)
+@click.option("--aux-weight", default=0.5, show_default=True, type=float,
+              help="Weight of the master->sub->article_type classification loss (0 = off).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--max-products", default=None, type=click.IntRange(2), help="Train on a seeded sample.")
+@click.option("--input-size", default=None, type=click.IntRange(32), help="Default: model.input_size.")
+@click.option("--device", default=None, help="Default: model.device.")
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from the work dir's training state.")
+@click.option("--no-progress", is_flag=True)
+@with_settings
+def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, out: str, work_dir: str | None,
+              splits_file: str | None, val_fraction: float, test_fraction: float, split_seed: int, views: int,
+              synthetic_seed: int, synthetic_size: int, unfreeze_blocks: int, epochs_frozen: int,
+              epochs_unfrozen: int, embed_dim: int, hidden: int, mining: str, margin: float,
+              products_per_batch: int, views_per_product: int, lr: float, tail_lr: float, weight_decay: float,
+              aux_weight: float, seed: int, max_products: int | None, input_size: int | None, device: str | None,
+              threads: int | None, resume: bool, no_progress: bool) -> None:
+    """Fine-tune the embedding: triplet loss (P x K batches) + taxonomy loss on shop + synthetic street views
+    of the train products; writes a checkpoint that model.checkpoint can point at."""
+    from engine.training import TrainConfig
+    from indexer.synthetic import SyntheticConfig
+    from indexer.training import TrainOptions, train_from_catalog
+
+    _set_threads(threads)
+    path, root = _default_catalog(settings, catalog, images_root)
+    out_path = Path(out)
+    opts = TrainOptions(
+        catalog=Path(path), images_root=Path(root) if root else None, out=out_path,
+        work_dir=Path(work_dir) if work_dir else settings.resolve_path("var/train") / out_path.parent.name,
+        backbone=settings.model.backbone, weights=settings.model.weights,
+        input_size=input_size or settings.model.input_size, device=device or settings.model.device,
+        splits=Path(splits_file) if splits_file else None, val_fraction=val_fraction, test_fraction=test_fraction,
+        split_seed=split_seed, n_views=views, synthetic_seed=synthetic_seed,
+        synthetic=SyntheticConfig(size=synthetic_size), unfreeze_blocks=unfreeze_blocks, max_products=max_products,
+        resume=resume, progress=not no_progress,
+        command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
+    cfg = TrainConfig(embed_dim=embed_dim, hidden=hidden, mining=mining, margin=margin,
+                      products_per_batch=products_per_batch, views_per_product=views_per_product,
+                      epochs_frozen=epochs_frozen, epochs_unfrozen=epochs_unfrozen, lr=lr, tail_lr=tail_lr,
+                      weight_decay=weight_decay, aux_weight=aux_weight, seed=seed)
+    train_from_catalog(opts, cfg, echo=click.echo)
+
+
+@cli.group("evaluate")
+def evaluate() -> None:
+    """Retrieval quality of the served model: recall@1/5/10/20 and mAP, stored in SQL."""
+
+
+def _finish_evaluation(settings: Settings, report, as_json: bool, plot: str | None, store_run: bool) -> None:
+    import time
+
+    from indexer.evaluation import format_report, record_evaluation, write_plot
+    from indexer.service import open_store
+
+    plot_path = plot or str(settings.resolve_path("var/eval") / f"{report.kind}-{time.strftime('%Y%m%d-%H%M%S')}.png")
+    write_plot(report, plot_path)
+    if store_run:
+        record_evaluation(open_store(settings), report)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    format_report(report, click.echo)
+    click.echo(f"  plot: {report.plot}" + (f"  stored as evaluation run {report.run_id}" if report.run_id else ""))
+
+
+_EVAL_OPTIONS = [
+    click.option("--checkpoint", default=None,
+                 help="Evaluate another checkpoint of the configured backbone ('none' = no checkpoint)."),
+    click.option("--plot", default=None, type=click.Path(dir_okay=False),
+                 help="recall@k PNG (default var/eval/<kind>-<time>.png)."),
+    click.option("--json", "as_json", is_flag=True),
+    click.option("--no-store", is_flag=True, help="Do not store the run in SQL."),
+    click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads."),
+    click.option("--no-progress", is_flag=True),
+]
+
+
+def eval_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_EVAL_OPTIONS):
+        func = option(func)
+    return func
+
+
+@evaluate.command("street2shop")
+@click.option("--pairs", "pairs_csv", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--gallery", "gallery_csv", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--images-root", type=click.Path(file_okay=False), help="Relative paths root (default: each CSV's).")
+@click.option("--label-column", default="label", show_default=True, help="Column for the per-label breakdown.")
+@eval_options
+@with_settings
+def evaluate_street2shop_cmd(settings: Settings, pairs_csv: str, gallery_csv: str, images_root: str | None,
+                             label_column: str, checkpoint: str | None, plot: str | None, as_json: bool,
+                             no_store: bool, threads: int | None, no_progress: bool) -> None:
+    """Each query photo against the gallery; a hit is a gallery image of the query's item."""
+    from indexer.evaluation import evaluate_street2shop, read_pairs_manifest
+    from indexer.pairs import read_pair_set
+    from indexer.vector_index import SearchParams
+
+    _set_threads(threads)
+    pair_set = read_pair_set(pairs_csv, gallery_csv, images_root, label_column)
+    manifest = read_pairs_manifest(pairs_csv)
+    synthetic = bool(manifest.get("synthetic"))
+    dataset = f"{'SYNTHETIC ' if synthetic else ''}street2shop pairs={pairs_csv} gallery={gallery_csv}"
+    report = evaluate_street2shop(
+        _embedder_for_eval(settings, checkpoint), pair_set, settings.index.spec, settings.index.search_device,
+        SearchParams(settings.index.nprobe, settings.index.ef_search), batch_size=settings.model.batch_size,
+        workers=settings.pipeline.decode_workers, progress=not (no_progress or as_json), synthetic=synthetic,
+        dataset=dataset, max_pixels=settings.web.max_image_pixels)
+    _finish_evaluation(settings, report, as_json, plot, not no_store)
+
+
+@evaluate.command("category")
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--label", "label_column", default="article_type", show_default=True)
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--splits", "splits_file", type=click.Path(dir_okay=False, exists=True),
+              help="id,split file; only products of --split are used.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--limit", default=None, type=click.IntRange(2), help="At most this many items (seeded sample).")
+@eval_options
+@with_settings
+def evaluate_category_cmd(settings: Settings, catalog: str | None, label_column: str, images_root: str | None,
+                          splits_file: str | None, split: str, limit: int | None, checkpoint: str | None,
+                          plot: str | None, as_json: bool, no_store: bool, threads: int | None,
+                          no_progress: bool) -> None:
+    """Leave-one-out: each item against all the others; a hit is an item with the same label."""
+    from indexer.evaluation import catalog_items, evaluate_category
+    from indexer.vector_index import SearchParams
+
+    _set_threads(threads)
+    path, root = _default_catalog(settings, catalog, images_root)
+    items, dataset = catalog_items(path, root, label_column, splits_file, split, limit)
+    report = evaluate_category(
+        _embedder_for_eval(settings, checkpoint), items, label_column, settings.index.spec,
+        settings.index.search_device, SearchParams(settings.index.nprobe, settings.index.ef_search),
+        batch_size=settings.model.batch_size, workers=settings.pipeline.decode_workers,
+        progress=not (no_progress or as_json), dataset=dataset, max_pixels=settings.web.max_image_pixels)
+    _finish_evaluation(settings, report, as_json, plot, not no_store)
+
+
+@evaluate.command("runs")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+@with_settings
+def evaluate_runs_cmd(settings: Settings, limit: int, as_json: bool) -> None:
+    """List stored evaluation runs, newest first."""
+    from indexer.evaluation import list_evaluations
+    from indexer.service import open_store
+
+    runs = list_evaluations(open_store(settings), limit)
+    if as_json:
+        click.echo(json.dumps(runs, indent=2))
+        return
+    for r in runs:
+        m = r["metrics"]
+        click.echo(f"{r['id']:>5}  {r['created_at'][:19]}  {r['kind']:<12} {r['model_fingerprint'][:12]}  "
+                   f"recall@1 {m.get('recall@1', float('nan')):.4f}  recall@20 {m.get('recall@20', float('nan')):.4f}"
+                   f"  mAP {m.get('mAP', float('nan')):.4f}  n={m.get('n_queries')}  {r['dataset'][:60]}")
 
 
 # ---- serve -------------------------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""Backbone split: trunk + tail reproduce the full forward pass; the tail's key prefixes are right."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import build_backbone
+from engine.tail import split_backbone
+
+
+@pytest.fixture(scope="module")
+def lite0_random():
+    return build_backbone("efficientnet_lite0", "random", 64).module.eval()
+
+
+@pytest.mark.parametrize("unfreeze", [0, 1, 2, 4, 17])
+def test_trunk_then_tail_equals_the_whole_network(lite0_random, unfreeze: int) -> None:
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    split = split_backbone(lite0_random, unfreeze)
+    with torch.no_grad():
+        whole = lite0_random(x)
+        parts = split.tail.eval()(split.trunk(x))
+    torch.testing.assert_close(parts, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_tail_prefixes_name_exactly_the_tail_parameters(lite0_random) -> None:
+    split = split_backbone(lite0_random, 2)
+    tail_ids = {id(p) for p in split.tail.parameters()}
+    named = {name for name, p in lite0_random.named_parameters() if id(p) in tail_ids}
+    assert named and all(name.startswith(split.tail_prefixes) for name in named)
+    covered = {name for name, _ in lite0_random.named_parameters() if name.startswith(split.tail_prefixes)}
+    assert covered == named
+    assert split.tail_prefixes == ("_blocks.15.", "_conv_head.", "_bn1.")
+
+
+def test_unfreezing_is_refused_where_not_implemented(lite0_random) -> None:
+    resnet = build_backbone("resnet18", "random", 64).module
+    assert split_backbone(resnet, 0).tail_prefixes == ()
+    with pytest.raises(ValueError, match="efficientnet_lite0 only"):
+        split_backbone(resnet, 1)
+    with pytest.raises(ValueError, match="0..17"):
+        split_backbone(lite0_random, 18)
