@@ -93,7 +93,8 @@ def load_detector(spec: str) -> Detector | None:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise LocalizeError(f"web.detector {spec!r} cannot be loaded: {exc}") from exc
-    detector = factory() if callable(factory) and not isinstance(factory, Detector) else factory
+    is_factory = isinstance(factory, type) or (callable(factory) and not isinstance(factory, Detector))
+    detector = factory() if is_factory else factory
     if not isinstance(detector, Detector):
         raise LocalizeError(f"web.detector {spec!r} gave {type(detector).__name__}, which has no detect(image)")
     return detector

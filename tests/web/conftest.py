@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests.conftest import write_config, write_small_catalog
 
@@ -44,11 +45,25 @@ def web_settings(web_catalog):
     return web_catalog[0]
 
 
-@pytest.fixture(scope="session")
-def app(web_settings, small_embedder):
+class BufferedClient(FlaskClient):
+    """A test client that reads and closes every response (file responses keep their file open otherwise)."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+def make_test_app(settings, embedder):
     from web import create_app
 
-    return create_app(web_settings, {"TESTING": True}, embedder=small_embedder)
+    app = create_app(settings, {"TESTING": True}, embedder=embedder)
+    app.test_client_class = BufferedClient
+    return app
+
+
+@pytest.fixture(scope="session")
+def app(web_settings, small_embedder):
+    return make_test_app(web_settings, small_embedder)
 
 
 @pytest.fixture

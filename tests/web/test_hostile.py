@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.web.conftest import make_test_app
 from tests.web.hostile_corpus import corpus
 from tests.web.openapi_check import assert_error, assert_matches
 
@@ -160,10 +161,8 @@ def test_hostile_similar_parameters(client, openapi_doc, query, fragment):
 
 @pytest.fixture(scope="module")
 def small_limit_app(web_settings, small_embedder):
-    from web import create_app
-
     settings = dataclasses.replace(web_settings, web=dataclasses.replace(web_settings.web, max_upload_mb=1))
-    return create_app(settings, {"TESTING": True}, embedder=small_embedder)
+    return make_test_app(settings, small_embedder)
 
 
 def test_oversize_bodies_get_413(small_limit_app, openapi_doc):
