@@ -22,6 +22,8 @@
   const template = $("card-template");
   const PAGE = Number(document.body.dataset.pageSize || 24);
   const MAX_BYTES = Number(document.body.dataset.maxUploadMb || 16) * 1024 * 1024;
+  // On phones the query panel fills the first screen: bring new results into view.
+  const narrowScreen = window.matchMedia("(max-width: 860px)");
 
   const state = { file: null, itemId: null, itemTitle: "", crop: null, offset: 0, seq: 0, objectUrl: null };
 
@@ -106,6 +108,7 @@
     }
     statusEl.textContent = text;
     showEvidence(data);
+    if (!append && narrowScreen.matches && shown) statusEl.scrollIntoView({ behavior: "smooth", block: "start" });
     results.setAttribute("aria-busy", "false");
   }
 
