@@ -32,3 +32,15 @@ $PSQL -c "SELECT 1 FROM pg_roles WHERE rolname='lookalike'" | grep -q 1 || $PSQL
 $PSQL -c "SELECT 1 FROM pg_database WHERE datname='lookalike_test'" | grep -q 1 \
   || $PSQL -c "CREATE DATABASE lookalike_test OWNER lookalike"
 echo "postgresql on 127.0.0.1:$PORT (data $PGDATA)"
+
+# Chromium (Debian's build) for the browser tests, driven by Playwright through executable_path; Playwright's
+# own browser download is never used. Skipped when /usr/bin/chromium exists; without it browser tests skip.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian)..."
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "warning: could not install chromium; browser tests will be skipped" >&2
+  else
+    echo "warning: not root, cannot install chromium; browser tests will be skipped" >&2
+  fi
+fi
