@@ -74,6 +74,7 @@ class WebSettings:
     cache_max_age_s: int = 86400
     localize: str = "auto"
     detector: str = ""
+    torch_threads: int = 0
 
 
 @dataclass(frozen=True)

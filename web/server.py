@@ -28,6 +28,10 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
 
     from web import create_app
 
+    if settings.web.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.web.torch_threads)
     app = create_app(settings)
     generation = warm_up(app)
     h, p = host or settings.web.host, port or settings.web.port
