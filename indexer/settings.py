@@ -77,6 +77,33 @@ class WebSettings:
     torch_threads: int = 0
 
 
+DEFAULT_OUTFIT_SLOTS = (
+    "topwear: sub_category=Topwear; article_type!=Dupatta|Suspenders",
+    "bottomwear: sub_category=Bottomwear; article_type!=Stockings|Tights|Swimwear",
+    "one_piece: sub_category=Dress|Saree|Apparel Set; article_type!=Swimwear",
+    "footwear: master_category=Footwear",
+    "bag: sub_category=Bags; article_type!=Tablet Sleeve|Wallets|Travel Accessory|Mobile Pouch",
+    "accessory: sub_category=Watches|Eyewear|Belts|Jewellery|Headwear|Ties|Scarves|Stoles|Mufflers",
+)
+DEFAULT_OUTFIT_TEMPLATES = ("topwear+bottomwear+footwear+bag+accessory", "one_piece+footwear+bag+accessory")
+DEFAULT_POLYVORE_CATEGORIES = (
+    "tops=topwear", "outerwear=topwear", "bottoms=bottomwear", "all-body=one_piece", "shoes=footwear", "bags=bag",
+    "jewellery=accessory", "accessories=accessory", "sunglasses=accessory", "hats=accessory", "scarves=accessory",
+)
+
+
+@dataclass(frozen=True)
+class OutfitSettings:
+    slots: tuple[str, ...] = DEFAULT_OUTFIT_SLOTS
+    templates: tuple[str, ...] = DEFAULT_OUTFIT_TEMPLATES
+    checkpoint: str = "models/outfits/outfit-model.pt"
+    per_slot: int = 4
+    candidates: int = 60
+    mmr_lambda: float = 0.7
+    context_weight: float = 0.5
+    polyvore_categories: tuple[str, ...] = DEFAULT_POLYVORE_CATEGORIES
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -85,6 +112,7 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    outfit: OutfitSettings = field(default_factory=OutfitSettings)
     # Folder relative paths are resolved against (the config file's folder).
     base_dir: str = "."
     source: str = "<defaults>"
@@ -130,6 +158,13 @@ def _coerce(section: str, key: str, value: object, annotation: str) -> object:
             return int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise SettingsError(f"{where}: expected an integer, got {value!r}") from None
+    if annotation == "float":
+        if isinstance(value, bool):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
     if annotation == "str":
         if not isinstance(value, str):
             raise SettingsError(f"{where}: expected a string, got {value!r}")
