@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 
 from indexer.generations import GenerationError
 from indexer.images import ImageDecodeError, decode_image
@@ -33,11 +33,13 @@ def hit_json(hit: Hit, region: int | None = None) -> dict[str, Any]:
 
 
 def item_json(item: dict[str, Any]) -> dict[str, Any]:
+    """An item's public metadata plus the URLs of its picture, thumbnail and page."""
     out = {k: v for k, v in item.items() if k != "status"}
-    item_id = int(item["id"])
-    out["image_url"] = url_for("pages.item_image", item_id=item_id)
-    out["thumb_url"] = url_for("pages.item_thumb", item_id=item_id)
-    out["item_url"] = url_for("pages.item_page", item_id=item_id)
+    # The same URLs url_for("pages.item_image"/"item_thumb"/"item_page") builds, without its cost per result.
+    page = f"{request.script_root}/items/{int(item['id'])}"
+    out["image_url"] = f"{page}/image"
+    out["thumb_url"] = f"{page}/thumb"
+    out["item_url"] = page
     return out
 
 
@@ -127,7 +129,8 @@ def filters():
 
 @bp.get("/openapi.json")
 def openapi():
-    resp = jsonify(openapi_document(runtime(current_app).settings.web))
+    settings = runtime(current_app).settings
+    resp = jsonify(openapi_document(settings.web, settings.outfit))
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
 

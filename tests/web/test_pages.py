@@ -63,7 +63,7 @@ def test_item_page_shows_details_and_similar_items(client, catalog_rows):
     assert row["article_type"] in html and row["base_colour"] in html and row["id"] in html
     assert 'src="/items/1/image"' in html
     assert html.count('class="card" data-item-id') == 24 and 'href="/items/1"' not in html.split("similar-title")[1]
-    assert html.count("More like this") == 24
+    assert html.count('class="more-like"') == 24 and "More like this, with filters" in html
 
 
 def test_more_like_this_link_renders_similar_items_without_javascript(client, catalog_rows):
@@ -82,3 +82,16 @@ def test_error_pages_are_html_without_details(client):
         assert "Back to search" in resp.get_data(as_text=True)
     resp = client.delete("/")
     assert resp.status_code == 405 and resp.mimetype == "text/html"
+
+
+def test_api_urls_match_the_routes(app):
+    from flask import url_for
+
+    from web.api import item_json
+
+    with app.test_request_context("/"):
+        urls = item_json({"id": 7, "title": "x", "attributes": {}, "status": "active"})
+        assert urls["image_url"] == url_for("pages.item_image", item_id=7)
+        assert urls["thumb_url"] == url_for("pages.item_thumb", item_id=7)
+        assert urls["item_url"] == url_for("pages.item_page", item_id=7)
+        assert "status" not in urls

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Latency of POST /api/search through the running server vs the same work in-process, same images, same run.
+
+Builds a small indexed catalog in a temp folder (real catalog photos from ../shared; no images copied),
+starts `manage.py serve` (waitress) on a free loopback port, and drives it with 1 and 4 concurrent
+keep-alive clients using catalog photos and SYNTHETIC street photos (a catalog product pasted at 30-50% of
+the frame height on a cluttered scene; indexer/synthetic.py). Between HTTP blocks it runs the in-process
+path for the same images at the same concurrency: decode_image + QueryEngine.search (crop/localise, embed,
+vector search, SQL hydration), which is what a request does besides HTTP, multipart and JSON. Blocks
+alternate so that both sides see the same machine load. Reports p50/p99 per client count and image kind,
+the HTTP + framework overhead at p50, errors, and the server's resident memory (VmRSS) over the run.
+
+    python bench/latency.py                     # ~2,000 HTTP requests, writes BENCHMARKS.md section "latency"
+    python bench/latency.py --requests 400 --no-write   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import http.client
+import io
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.report import markdown_table, update_section  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data" / "fashion-product-images"
+
+
+@dataclass
+class Query:
+    kind: str  # "catalog" or "street"
+    data: bytes
+    body: bytes = b""
+    content_type: str = ""
+
+
+@dataclass
+class Samples:
+    http: dict[tuple[int, str], list[float]] = field(default_factory=dict)
+    server: dict[tuple[int, str], list[float]] = field(default_factory=dict)
+    inproc: dict[tuple[int, str], list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    wall: dict[int, float] = field(default_factory=dict)
+    count: dict[int, int] = field(default_factory=dict)
+
+
+def write_catalog(folder: Path, n: int, step: int) -> Path:
+    with (SHARED / "catalog.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))[::step][:n]
+    out = folder / "catalog.csv"
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def write_config(folder: Path, input_size: int, torch_threads: int) -> Path:
+    text = f"""
+[database]
+url = "sqlite:///{folder / 'lookalike.db'}"
+[model]
+input_size = {input_size}
+[index]
+dir = "{folder / 'index'}"
+[web]
+image_roots = ["{SHARED}"]
+thumb_cache_dir = "{folder / 'thumbs'}"
+torch_threads = {torch_threads}
+"""
+    path = folder / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def make_queries(csv_path: Path, n_catalog: int, n_street: int, seed: int) -> list[Query]:
+    from PIL import Image
+
+    from indexer.synthetic import SyntheticConfig, synthesize_street_photo
+
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rng = random.Random(seed)
+    picks = rng.sample(rows, n_catalog + n_street)
+    out = [Query("catalog", (SHARED / r["image"]).read_bytes()) for r in picks[:n_catalog]]
+    cfg = SyntheticConfig(size=320, min_product_height=0.3, max_product_height=0.5)
+    gen = np.random.default_rng(seed)
+    for r in picks[n_catalog:]:
+        photo = synthesize_street_photo(Image.open(SHARED / r["image"]), gen, cfg=cfg)
+        buf = io.BytesIO()
+        photo.save(buf, "JPEG", quality=90)
+        out.append(Query("street", buf.getvalue()))
+    for q in out:
+        q.body, q.content_type = multipart(q.data)
+    return out
+
+
+def multipart(data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(config: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+    env.update({"LOOKALIKE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"})
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "serve", "--host", "127.0.0.1", "--port",
+                                 str(port), "--threads", os.environ.get("BENCH_THREADS", "8")], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("server did not become healthy")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def http_block(port: int, queries: list[Query], order: list[int], clients: int, samples: Samples, k: int,
+               record: bool) -> None:
+    """Send the queries (by index) from `clients` threads, each with its own keep-alive connection."""
+    lock = threading.Lock()
+    cursor = iter(order)
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                break
+            q = queries[i]
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", f"/api/search?k={k}", body=q.body, headers={"Content-Type": q.content_type})
+                resp = conn.getresponse()
+                payload = resp.read()
+                elapsed = (time.perf_counter() - t0) * 1000
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}: {payload[:200]!r}")
+                server_total = json.loads(payload)["timing_ms"]["total"]
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                with lock:
+                    samples.errors.append(f"{type(exc).__name__}: {exc}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                continue
+            if record:
+                with lock:
+                    samples.http.setdefault((clients, q.kind), []).append(elapsed)
+                    samples.server.setdefault((clients, q.kind), []).append(server_total)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def inproc_block(engine, max_pixels: int, queries: list[Query], order: list[int], clients: int, samples: Samples,
+                 k: int, record: bool) -> None:
+    from indexer.images import decode_image
+    from indexer.query import QueryOptions
+
+    def one(i: int) -> tuple[str, float]:
+        q = queries[i]
+        t0 = time.perf_counter()
+        engine.search(decode_image(q.data, max_pixels), QueryOptions(k=k))
+        return q.kind, (time.perf_counter() - t0) * 1000
+
+    with ThreadPoolExecutor(clients) as pool:
+        for kind, ms in pool.map(one, order):
+            if record:
+                samples.inproc.setdefault((clients, kind), []).append(ms)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--catalog-size", type=int, default=300, help="Items indexed (every 37th catalog row).")
+    ap.add_argument("--input-size", type=int, default=128, help="Model input side (config default: 224).")
+    ap.add_argument("--torch-threads", type=int, default=1, help="Intra-op threads, server and in-process alike.")
+    ap.add_argument("--images", type=int, default=60, help="Distinct query photos (half catalog, half street).")
+    ap.add_argument("--requests", type=int, default=1000, help="HTTP requests per client count (>= 1000 each).")
+    ap.add_argument("--inproc", type=int, default=400, help="In-process queries per client count.")
+    ap.add_argument("--clients", default="1,4", help="Concurrent clients to measure, comma-separated.")
+    ap.add_argument("--blocks", type=int, default=5, help="Alternating HTTP / in-process blocks per client count.")
+    ap.add_argument("-k", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="Print only; do not update BENCHMARKS.md.")
+    args = ap.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    from indexer.catalog import open_catalog
+    from indexer.db import upgrade_database
+    from indexer.query import QueryEngine
+    from indexer.service import create_embedder_from_settings, create_pipeline, create_search_service, open_store
+    from indexer.settings import load_settings
+
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="lookalike-latency-") as tmp:
+        folder = Path(tmp)
+        csv_path = write_catalog(folder, args.catalog_size, 37)
+        config = write_config(folder, args.input_size, args.torch_threads)
+        settings = load_settings(config, env={})
+        upgrade_database(settings.database_url)
+        store = open_store(settings)
+        embedder = create_embedder_from_settings(settings)
+        t0 = time.perf_counter()
+        report = create_pipeline(settings, store, embedder, progress=False).run(open_catalog(csv_path, SHARED))
+        print(f"indexed {report.generation_count} items in {time.perf_counter() - t0:.1f}s", flush=True)
+        queries = make_queries(csv_path, args.images // 2, args.images - args.images // 2, args.seed)
+        engine = QueryEngine(create_search_service(settings, store, embedder), None, settings.web.localize)
+        engine.warm_up()
+
+        port = free_port()
+        server = start_server(config, port, folder / "server.log")
+        samples = Samples()
+        rss: list[tuple[str, float]] = []
+        try:
+            warm = list(range(len(queries)))
+            http_block(port, queries, warm, 2, samples, args.k, record=False)
+            inproc_block(engine, settings.web.max_image_pixels, queries, warm, 2, samples, args.k, record=False)
+            rss.append(("after warm-up", rss_mb(server.pid)))
+            rng = random.Random(args.seed)
+            for clients in levels:
+                http_order = [rng.randrange(len(queries)) for _ in range(args.requests)]
+                inproc_order = [rng.randrange(len(queries)) for _ in range(args.inproc)]
+                wall = 0.0
+                for b in range(args.blocks):
+                    part = http_order[b::args.blocks]
+                    t = time.perf_counter()
+                    http_block(port, queries, part, clients, samples, args.k, record=True)
+                    wall += time.perf_counter() - t
+                    inproc_block(engine, settings.web.max_image_pixels, queries, inproc_order[b::args.blocks],
+                                 clients, samples, args.k, record=True)
+                    rss.append((f"{clients} client(s), block {b + 1}", rss_mb(server.pid)))
+                    print(f"clients={clients} block {b + 1}/{args.blocks}: RSS {rss[-1][1]:.0f} MB, "
+                          f"errors {len(samples.errors)}", flush=True)
+                samples.wall[clients] = wall
+                samples.count[clients] = len(http_order)
+        finally:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            store.close()
+    load_end = os.getloadavg()
+    elapsed = time.perf_counter() - started
+    body = render(args, samples, rss, load_start, load_end, elapsed, report.generation_count)
+    print(body)
+    if not args.no_write:
+        update_section("latency", "Web latency: POST /api/search over HTTP vs in-process", body)
+        print("updated BENCHMARKS.md (section latency)")
+    if samples.errors:
+        print(f"{len(samples.errors)} errors, first: {samples.errors[0]}", file=sys.stderr)
+        sys.exit(1)
+
+
+def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_items: int) -> str:  # noqa: ANN001
+    rows = []
+    verdicts = []
+    for clients in sorted(samples.count):
+        for kind in ("catalog", "street", "all"):
+            kinds = ("catalog", "street") if kind == "all" else (kind,)
+            h = [v for kd in kinds for v in samples.http.get((clients, kd), [])]
+            s = [v for kd in kinds for v in samples.server.get((clients, kd), [])]
+            p = [v for kd in kinds for v in samples.inproc.get((clients, kd), [])]
+            overhead = pct(h, 50) / pct(p, 50) - 1
+            if kind == "all":
+                verdicts.append(overhead)
+            rows.append([clients, kind, len(h), round(pct(h, 50), 1), round(pct(h, 99), 1), round(pct(s, 50), 1),
+                         len(p), round(pct(p, 50), 1), round(pct(p, 99), 1), f"{overhead * 100:+.1f}%",
+                         round(samples.count[clients] / samples.wall[clients], 1) if kind == "all" else ""])
+    table = markdown_table(["clients", "photos", "HTTP requests", "HTTP p50 ms", "HTTP p99 ms",
+                            "server handler p50 ms", "in-process runs", "in-process p50 ms", "in-process p99 ms",
+                            "HTTP+framework overhead at p50", "HTTP req/s"], rows)
+    first, last = rss[0][1], rss[-1][1]
+    peak = max(v for _, v in rss)
+    total = sum(samples.count.values())
+    ok = all(v <= 0.20 for v in verdicts) and not samples.errors
+    levels = sorted(samples.count)
+    per_level = ", ".join(f"{c} client(s): {v * 100:+.1f}%" for c, v in zip(levels, verdicts, strict=True))
+    return "\n".join([
+        f"{total} HTTP requests ({', '.join(f'{c} client(s): {n}' for c, n in samples.count.items())}), "
+        f"{len(samples.errors)} errors. Catalog of {n_items} items; query photos: {args.images // 2} catalog photos "
+        f"and {args.images - args.images // 2} SYNTHETIC street photos (a catalog product pasted at 30-50% of the "
+        f"frame height on a cluttered scene, 320 px, indexer/synthetic.py), localised by the default "
+        f"`web.localize = \"auto\"` (whole photo + 5 crops + activation crop for street photos; product shots "
+        f"searched whole). k={args.k}. Model efficientnet_lite0 at input {args.input_size} px (the config default is "
+        f"224; smaller here to keep the run under 10 minutes on 2 shared cores), torch intra-op threads "
+        f"{args.torch_threads} in the server (web.torch_threads) and in-process alike.",
+        "",
+        "In-process = `decode_image` + `QueryEngine.search` (localise, embed, vector search, SQL hydration) in the "
+        "bench process, at the same concurrency, in blocks alternating with the HTTP blocks. HTTP = the client's "
+        "wall time for the whole request over a keep-alive loopback connection to `manage.py serve` (waitress, 8 "
+        "threads): multipart upload, Flask, JSON. Server handler = the handler's own `timing_ms.total`.",
+        "",
+        table,
+        "",
+        f"Server resident memory (VmRSS): {first:.0f} MB after warm-up, {last:.0f} MB at the end, peak {peak:.0f} MB "
+        f"({last - first:+.0f} MB over the run).",
+        f"Load average (1/5/15 min) at start {load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f}, at end "
+        f"{load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} (other jobs share these 2 cores). Run took "
+        f"{elapsed / 60:.1f} min.",
+        "",
+        f"Acceptance (overhead <= 20% at p50 for all photos, zero errors): {'PASS' if ok else 'FAIL'} ({per_level}).",
+    ])
+
+
+if __name__ == "__main__":
+    main()
