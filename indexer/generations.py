@@ -108,13 +108,20 @@ def list_generations(index_dir: Path) -> list[str]:
                   and (p / MANIFEST).is_file())
 
 
-def _next_name(index_dir: Path) -> str:
-    numbers = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
-    return f"gen-{(max(numbers) + 1 if numbers else 1):06d}"
+def generation_number(name: str | None) -> int:
+    """The NNNNNN of gen-NNNNNN (0 for anything else)."""
+    return int(name[4:]) if name and name.startswith("gen-") and name[4:].isdigit() else 0
+
+
+def _next_name(index_dir: Path, floor: int = 0) -> str:
+    """A name above every generation on disk, the one CURRENT names, and `floor` (e.g. SQL's record)."""
+    numbers = [generation_number(p.name.lstrip(".").split(".")[0]) for p in index_dir.iterdir()]
+    numbers += [generation_number(current_name(index_dir)), floor]
+    return f"gen-{max(numbers) + 1:06d}"
 
 
 def write_generation(index_dir: Path, index: faiss.Index, ids: np.ndarray, vectors: np.ndarray,
-                     manifest_fields: dict[str, Any], crash_hook=None) -> Manifest:
+                     manifest_fields: dict[str, Any], crash_hook=None, floor: int = 0) -> Manifest:
     """Write a complete generation folder (not yet current). Returns its manifest.
 
     Files are written into a hidden temp folder, fsynced, and the folder renamed to gen-NNNNNN;
@@ -122,7 +129,7 @@ def write_generation(index_dir: Path, index: faiss.Index, ids: np.ndarray, vecto
     """
     hook = crash_hook or (lambda _point: None)
     index_dir.mkdir(parents=True, exist_ok=True)
-    name = _next_name(index_dir)
+    name = _next_name(index_dir, floor)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=index_dir))
     try:
         faiss.write_index(index, str(tmp / "index.faiss"))

@@ -352,7 +352,7 @@ class IndexingPipeline:
              "fingerprint": fp, "high_water": int(revs.max()) if len(revs) else 0,
              "ids_sha256": ids_digest(ids, revs), "model": self.embedder.describe(),
              "settings": self.settings_snapshot, "build_seconds": round(time.perf_counter() - tb, 3)},
-            crash_hook=self.hook,
+            crash_hook=self.hook, floor=self.store.last_generation_number(),
         )
         self.hook("before-swap")
         make_current(self.index_dir, manifest.name)

@@ -182,6 +182,12 @@ class Store:
         vectors = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(chunks), -1).astype(np.float32)
         return np.asarray(ids, np.int64), np.asarray(revs, np.int64), vectors
 
+    def last_generation_number(self) -> int:
+        """Highest gen-NNNNNN number recorded, so names are never reused even if folders vanish."""
+        with self.sessions() as s:
+            names = s.scalars(select(IndexGeneration.name))
+            return max((int(n[4:]) for n in names if n[4:].isdigit()), default=0)
+
     def record_generation(self, manifest) -> None:  # noqa: ANN001 - generations.Manifest
         with self.sessions.begin() as s:
             s.add(IndexGeneration(name=manifest.name, spec=manifest.spec, fingerprint=manifest.fingerprint,

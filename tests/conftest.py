@@ -60,6 +60,7 @@ def write_config(folder: Path, db_url: str | None = None, **sections: dict) -> P
             lines.append(f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}")
         lines.append("")
     path = folder / "config.toml"
+    folder.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
 
