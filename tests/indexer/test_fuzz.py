@@ -20,12 +20,13 @@ def _jpeg(w: int, h: int) -> bytes:
     return buf.getvalue()
 
 
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 SEEDS = [_jpeg(8, 8), _jpeg(1, 30)]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.binary(max_size=2048))
-def test_decoder_on_random_bytes(data, scoreboard):
+def test_decoder_on_random_bytes(scoreboard, data):
     scoreboard.cases(1)
     try:
         img = decode_image(data, max_pixels=1_000_000)
@@ -35,10 +36,10 @@ def test_decoder_on_random_bytes(data, scoreboard):
     assert img.mode == "RGB" and img.size[0] >= 1
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
        st.integers(0, 4000))
-def test_decoder_on_mutated_jpegs(seed, flips, cut, scoreboard):
+def test_decoder_on_mutated_jpegs(scoreboard, seed, flips, cut):
     scoreboard.cases(1)
     data = bytearray(seed)
     for pos, val in flips:
@@ -51,9 +52,9 @@ def test_decoder_on_mutated_jpegs(seed, flips, cut, scoreboard):
     assert img.mode == "RGB"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.tuples(*(st.floats(allow_nan=True, allow_infinity=True) for _ in range(4))))
-def test_crop_box_only_raises_its_own_error(box, scoreboard):
+def test_crop_box_only_raises_its_own_error(scoreboard, box):
     scoreboard.cases(1)
     img = Image.new("RGB", (40, 30))
     try:
@@ -63,9 +64,9 @@ def test_crop_box_only_raises_its_own_error(box, scoreboard):
     assert out.size[0] >= 1 and out.size[1] >= 1
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.lists(st.text(max_size=20), max_size=5))
-def test_cli_filter_parser(values, scoreboard):
+def test_cli_filter_parser(scoreboard, values):
     from manage import parse_filters
 
     scoreboard.cases(1)
