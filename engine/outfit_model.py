@@ -122,7 +122,7 @@ class OutfitModel(nn.Module):
     def general_embeddings(self, vectors: np.ndarray, batch: int = 8192) -> np.ndarray:
         """General embeddings of many image vectors, float32 (N, embed_dim)."""
         self.eval()
-        out = [self.embed(torch.from_numpy(np.ascontiguousarray(vectors[i:i + batch], np.float32))).numpy()
+        out = [self.embed(torch.from_numpy(np.array(vectors[i:i + batch], np.float32))).numpy()
                for i in range(0, len(vectors), batch)]
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
@@ -130,7 +130,7 @@ class OutfitModel(nn.Module):
     def slot_probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """(N, n_slots + 1) softmax probabilities of the slot classifier."""
         self.eval()
-        logits = self.slot_logits(torch.from_numpy(np.ascontiguousarray(vectors, np.float32)))
+        logits = self.slot_logits(torch.from_numpy(np.array(vectors, np.float32)))
         return torch.softmax(logits, -1).numpy()
 
     def projected(self, general: np.ndarray, slot_a: int, slot_b: int) -> np.ndarray:

@@ -147,7 +147,7 @@ def train_compatibility(vectors: np.ndarray, slots: np.ndarray, n_slots: int, sl
         model = OutfitModel(vectors.shape[1], slot_names, cfg.embed_dim, cfg.hidden, dropout=cfg.dropout)
     if len(slot_names) != n_slots:
         raise ValueError(f"{len(slot_names)} slot names for {n_slots} slots")
-    x_all = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
+    x_all = torch.from_numpy(np.array(vectors, np.float32))
     slots_t = torch.from_numpy(np.asarray(slots, np.int64))
     anchors, positives, owner = _ordered_pairs(train_outfits)
     if len(anchors) == 0:
@@ -212,7 +212,7 @@ def train_slot_classifier(model: OutfitModel, vectors: np.ndarray, labels: np.nd
     n_classes = len(model.slots) + 1
     if model.slot_hidden != cfg.hidden:
         raise ValueError(f"model slot head has hidden {model.slot_hidden}, config says {cfg.hidden}")
-    x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
+    x = torch.from_numpy(np.array(vectors, np.float32))
     y = torch.from_numpy(np.asarray(labels, np.int64))
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
     weights = torch.tensor(np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0), dtype=torch.float32)

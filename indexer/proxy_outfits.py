@@ -53,6 +53,8 @@ PROXY_DESCRIPTION = ("PROXY outfits derived from catalog taxonomy: one item per 
 REQUIRED_POSITIONS = 3
 DROP_OPTIONAL = 0.35
 MIN_ITEMS = 3
+# Each split's outfits use seed + this offset, so `make-outfits` rebuilds exactly the held-out set of training.
+SPLIT_SEED_OFFSET = {"train": 0, "val": 101, "test": 202}
 
 
 def colour_group(colour: str | None) -> tuple[str, str] | None:
@@ -202,7 +204,11 @@ def make_questions(outfits: Mapping[str, Sequence[str]], item_slot: Mapping[str,
 
 def build_proxy_dataset(products: Sequence[Product], rules: SlotRules, split: str, n_outfits: int,
                         seed: int) -> OutfitDataset:
-    """Proxy outfits of one split with their questions and Polyvore-style item metadata, labelled proxy."""
+    """Proxy outfits of one split with their questions and Polyvore-style item metadata, labelled proxy.
+
+    Products are sorted by id first, so the same products and seed give the same dataset whatever their order.
+    """
+    products = sorted(products, key=lambda p: p.id)
     outfits = make_proxy_outfits(products, rules, n_outfits, seed, prefix=f"proxy-{split}-")
     by_id = {p.id: p for p in products}
     used = sorted({i for items in outfits.values() for i in items})

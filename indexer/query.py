@@ -134,6 +134,10 @@ class QueryEngine:
             with probe.capture():
                 return emb.embed_tensors(batch)
 
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed photos, serialised with the searches' forward passes (the outfit service embeds through this)."""
+        return self._embed(images)
+
     def regions_for(self, image: Image.Image, options: QueryOptions) -> tuple[list[Region], bool]:
         """The regions a query searches (before the activation crop), and whether it localises."""
         if options.crop is not None:

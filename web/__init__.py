@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     register_error_handlers(app, settings.web.max_upload_mb)
     app.register_blueprint(pages_bp)
     app.register_blueprint(api_bp)
+    from web.outfit_api import register_outfits
+
+    register_outfits(app)
 
     @app.get("/healthz")
     def healthz():

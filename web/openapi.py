@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from indexer.query import LOCALIZE_MODES
-from indexer.settings import WebSettings
+from indexer.settings import OutfitSettings, WebSettings
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -157,8 +157,17 @@ def _search_params_doc(web: WebSettings) -> dict[str, Any]:
     }
 
 
-def openapi_document(web: WebSettings) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for these settings' limits."""
+def openapi_document(web: WebSettings, outfit: OutfitSettings | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for these settings' limits (with the outfit endpoints, web/outfit_openapi.py)."""
+    doc = _base_document(web)
+    from web.outfit_openapi import outfit_paths, outfit_schemas
+
+    doc["paths"].update(outfit_paths(web, outfit or OutfitSettings(), ERRORS, _search_params_doc(web)))
+    doc["components"]["schemas"].update(outfit_schemas(doc["components"]["schemas"]))
+    return doc
+
+
+def _base_document(web: WebSettings) -> dict[str, Any]:
     params = _search_params_doc(web)
     json_body = {k: v for k, v in params.items() if k != "filter"}
     json_body["filters"] = {"type": "object", "additionalProperties": {

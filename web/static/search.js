@@ -47,6 +47,12 @@
     if (!state.file && state.itemId === null) return;
     const seq = ++state.seq;
     const offset = append ? state.offset : 0;
+    if (!append) {
+      // web/static/outfit.js completes the look for the same query.
+      document.dispatchEvent(new CustomEvent("lookalike:query", {
+        detail: { file: state.file, itemId: state.itemId, crop: state.crop, filters: currentFilters() },
+      }));
+    }
     setBusy(true);
     hideError();
     try {
