@@ -11,7 +11,7 @@ import pytest
 from engine.outfit_model import OutfitModelError
 from indexer.images import decode_image
 from indexer.outfit_catalog import item_taxonomy
-from indexer.outfit_service import create_outfit_service, outfit_rules
+from indexer.outfit_service import create_outfit_service
 from indexer.service import create_search_service, open_store
 from indexer.store import FilterError
 from tests.outfit_fixtures import outfit_catalog
