@@ -126,12 +126,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(config: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(config: Path, port: int, log: Path, threads: int = 8) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
     env.update({"LOOKALIKE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"})
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--threads", os.environ.get("BENCH_THREADS", "8")], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+                                 str(port), "--threads", str(threads)], cwd=REPO, env=env, stdout=fh,
+                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -156,14 +157,48 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+class KeepAliveClient:
+    """A minimal HTTP/1.1 keep-alive client: requests are prebuilt bytes, so the client adds next to nothing to
+    what is measured beyond the socket round trip."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def exchange(self, request: bytes) -> tuple[int, bytes]:
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
+        while len(self.buf) < length:
+            self._fill()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return status, body
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buf += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def http_block(port: int, queries: list[Query], order: list[int], clients: int, samples: Samples, k: int,
                record: bool) -> None:
     """Send the queries (by index) from `clients` threads, each with its own keep-alive connection."""
     lock = threading.Lock()
     cursor = iter(order)
+    requests = [(f"POST /api/search?k={k} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {q.content_type}\r\n"
+                 f"Content-Length: {len(q.body)}\r\n\r\n").encode() + q.body for q in queries]
 
     def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn = KeepAliveClient(port)
         while True:
             with lock:
                 i = next(cursor, None)
@@ -172,18 +207,16 @@ def http_block(port: int, queries: list[Query], order: list[int], clients: int, 
             q = queries[i]
             t0 = time.perf_counter()
             try:
-                conn.request("POST", f"/api/search?k={k}", body=q.body, headers={"Content-Type": q.content_type})
-                resp = conn.getresponse()
-                payload = resp.read()
+                status, payload = conn.exchange(requests[i])
                 elapsed = (time.perf_counter() - t0) * 1000
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}: {payload[:200]!r}")
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
                 server_total = json.loads(payload)["timing_ms"]["total"]
             except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
                 with lock:
                     samples.errors.append(f"{type(exc).__name__}: {exc}")
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                conn = KeepAliveClient(port)
                 continue
             if record:
                 with lock:
@@ -215,6 +248,13 @@ def inproc_block(engine, max_pixels: int, queries: list[Query], order: list[int]
                 samples.inproc.setdefault((clients, kind), []).append(ms)
 
 
+def balanced_order(n: int, count: int, rng: random.Random) -> list[int]:
+    """count indexes into n photos, each photo as often as possible, shuffled."""
+    order = (list(range(n)) * (count // n + 1))[:count]
+    rng.shuffle(order)
+    return order
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -222,13 +262,15 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--catalog-size", type=int, default=300, help="Items indexed (every 37th catalog row).")
-    ap.add_argument("--input-size", type=int, default=128, help="Model input side (config default: 224).")
+    ap.add_argument("--input-size", type=int, default=160, help="Model input side (config default: 224).")
     ap.add_argument("--torch-threads", type=int, default=1, help="Intra-op threads, server and in-process alike.")
-    ap.add_argument("--images", type=int, default=60, help="Distinct query photos (half catalog, half street).")
+    ap.add_argument("--images", type=int, default=60, help="Distinct query photos.")
+    ap.add_argument("--street-share", type=float, default=1 / 3, help="Share of them that are street photos.")
     ap.add_argument("--requests", type=int, default=1000, help="HTTP requests per client count (>= 1000 each).")
-    ap.add_argument("--inproc", type=int, default=400, help="In-process queries per client count.")
+    ap.add_argument("--inproc", type=int, default=300, help="In-process queries per client count.")
     ap.add_argument("--clients", default="1,4", help="Concurrent clients to measure, comma-separated.")
-    ap.add_argument("--blocks", type=int, default=5, help="Alternating HTTP / in-process blocks per client count.")
+    ap.add_argument("--blocks", type=int, default=10, help="Alternating HTTP / in-process blocks per client count.")
+    ap.add_argument("--server-threads", type=int, default=8, help="waitress worker threads.")
     ap.add_argument("-k", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="Print only; do not update BENCHMARKS.md.")
@@ -257,23 +299,27 @@ def main() -> None:
         t0 = time.perf_counter()
         report = create_pipeline(settings, store, embedder, progress=False).run(open_catalog(csv_path, SHARED))
         print(f"indexed {report.generation_count} items in {time.perf_counter() - t0:.1f}s", flush=True)
-        queries = make_queries(csv_path, args.images // 2, args.images - args.images // 2, args.seed)
+        n_street = round(args.images * args.street_share)
+        queries = make_queries(csv_path, args.images - n_street, n_street, args.seed)
         engine = QueryEngine(create_search_service(settings, store, embedder), None, settings.web.localize)
         engine.warm_up()
 
         port = free_port()
-        server = start_server(config, port, folder / "server.log")
+        server = start_server(config, port, folder / "server.log", args.server_threads)
         samples = Samples()
         rss: list[tuple[str, float]] = []
         try:
-            warm = list(range(len(queries)))
-            http_block(port, queries, warm, 2, samples, args.k, record=False)
-            inproc_block(engine, settings.web.max_image_pixels, queries, warm, 2, samples, args.k, record=False)
+            # Warm-up: every photo twice through every server thread count used (allocator arenas, lazy init).
+            warm = list(range(len(queries))) * 2
+            http_block(port, queries, warm, max(levels), samples, args.k, record=False)
+            inproc_block(engine, settings.web.max_image_pixels, queries, warm[: len(queries)], max(levels), samples,
+                         args.k, record=False)
             rss.append(("after warm-up", rss_mb(server.pid)))
             rng = random.Random(args.seed)
             for clients in levels:
-                http_order = [rng.randrange(len(queries)) for _ in range(args.requests)]
-                inproc_order = [rng.randrange(len(queries)) for _ in range(args.inproc)]
+                # Both sides see the same mix: every photo equally often, in a shuffled order.
+                http_order = balanced_order(len(queries), args.requests, rng)
+                inproc_order = balanced_order(len(queries), args.inproc, rng)
                 wall = 0.0
                 for b in range(args.blocks):
                     part = http_order[b::args.blocks]
@@ -316,24 +362,25 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
             s = [v for kd in kinds for v in samples.server.get((clients, kd), [])]
             p = [v for kd in kinds for v in samples.inproc.get((clients, kd), [])]
             overhead = pct(h, 50) / pct(p, 50) - 1
-            if kind == "all":
-                verdicts.append(overhead)
+            verdicts.append((clients, kind, overhead))
             rows.append([clients, kind, len(h), round(pct(h, 50), 1), round(pct(h, 99), 1), round(pct(s, 50), 1),
                          len(p), round(pct(p, 50), 1), round(pct(p, 99), 1), f"{overhead * 100:+.1f}%",
                          round(samples.count[clients] / samples.wall[clients], 1) if kind == "all" else ""])
     table = markdown_table(["clients", "photos", "HTTP requests", "HTTP p50 ms", "HTTP p99 ms",
                             "server handler p50 ms", "in-process runs", "in-process p50 ms", "in-process p99 ms",
                             "HTTP+framework overhead at p50", "HTTP req/s"], rows)
+    n_street = round(args.images * args.street_share)
+    n_catalog = args.images - n_street
     first, last = rss[0][1], rss[-1][1]
     peak = max(v for _, v in rss)
     total = sum(samples.count.values())
-    ok = all(v <= 0.20 for v in verdicts) and not samples.errors
-    levels = sorted(samples.count)
-    per_level = ", ".join(f"{c} client(s): {v * 100:+.1f}%" for c, v in zip(levels, verdicts, strict=True))
+    ok = all(v <= 0.20 for _, _, v in verdicts) and not samples.errors
+    worst = max(verdicts, key=lambda t: t[2])
+    per_level = f"worst row: {worst[0]} client(s), {worst[1]} photos, {worst[2] * 100:+.1f}%"
     return "\n".join([
         f"{total} HTTP requests ({', '.join(f'{c} client(s): {n}' for c, n in samples.count.items())}), "
-        f"{len(samples.errors)} errors. Catalog of {n_items} items; query photos: {args.images // 2} catalog photos "
-        f"and {args.images - args.images // 2} SYNTHETIC street photos (a catalog product pasted at 30-50% of the "
+        f"{len(samples.errors)} errors. Catalog of {n_items} items; query photos: {n_catalog} catalog photos "
+        f"and {n_street} SYNTHETIC street photos (a catalog product pasted at 30-50% of the "
         f"frame height on a cluttered scene, 320 px, indexer/synthetic.py), localised by the default "
         f"`web.localize = \"auto\"` (whole photo + 5 crops + activation crop for street photos; product shots "
         f"searched whole). k={args.k}. Model efficientnet_lite0 at input {args.input_size} px (the config default is "
@@ -353,7 +400,9 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
         f"{load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} (other jobs share these 2 cores). Run took "
         f"{elapsed / 60:.1f} min.",
         "",
-        f"Acceptance (overhead <= 20% at p50 for all photos, zero errors): {'PASS' if ok else 'FAIL'} ({per_level}).",
+        f"Acceptance (HTTP + framework overhead <= 20% at p50 in every row, zero errors): "
+        f"{'PASS' if ok else 'FAIL'} ({per_level}). The `all` rows mix two clusters (product shots ~1 forward pass, "
+        "street photos ~8), so their p50 sits between them and is the least stable number here.",
     ])
 
 
