@@ -581,6 +581,222 @@ def evaluate_runs_cmd(settings: Settings, limit: int, as_json: bool) -> None:
                    f"  mAP {m.get('mAP', float('nan')):.4f}  n={m.get('n_queries')}  {r['dataset'][:60]}")
 
 
+# ---- outfits: complete the look (issue 5) ---------------------------------------------------------------------
+
+def _command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]])
+
+
+@cli.command("outfit")
+@click.argument("image_or_id")
+@click.option("--per-slot", default=None, type=click.IntRange(1, 100), help="Items per slot (default outfit.per_slot).")
+@click.option("--filter", "filters", multiple=True, help="column=value, applied inside the search; repeat for more.")
+@click.option("--crop", default=None, help="x0,y0,x1,y1 fractions: use only this box of the photo.")
+@click.option("--slot", default=None, help="The photo's slot (default: the slot classifier decides).")
+@click.option("--json", "as_json", is_flag=True)
+@with_settings
+def outfit_cmd(settings: Settings, image_or_id: str, per_slot: int | None, filters: tuple[str, ...],
+               crop: str | None, slot: str | None, as_json: bool) -> None:
+    """Complete the look around a photo (IMAGE file) or a catalog item (its catalog ID)."""
+    from indexer.images import decode_image
+    from indexer.outfit_service import create_outfit_service
+    from indexer.service import create_embedder_from_settings, create_search_service, open_store
+
+    store = open_store(settings)
+    image, item, box = None, None, None
+    if Path(image_or_id).is_file():
+        box = tuple(float(v) for v in crop.split(",")) if crop else None
+        if box is not None and len(box) != 4:
+            raise ValueError(f"--crop must be four numbers x0,y0,x1,y1, got {crop!r}")
+        image = decode_image(Path(image_or_id).read_bytes(), settings.web.max_image_pixels)
+    else:
+        item = store.get_item_by_external_id(image_or_id)
+        if item is None:
+            raise ValueError(f"{image_or_id!r} is neither an image file nor a catalog id")
+    service = create_outfit_service(settings, create_search_service(settings, store,
+                                                                     create_embedder_from_settings(settings)))
+    if image is not None:
+        result = service.for_image(image, box, slot, parse_filters(filters) or None, per_slot)  # type: ignore[arg-type]
+    else:
+        result = service.for_item(item["id"], parse_filters(filters) or None, per_slot)  # type: ignore[index]
+        if result is None:
+            raise ValueError(f"item {image_or_id} has no embedding from the current model yet: run `manage.py index`")
+    if as_json:
+        body = {"query": image_or_id, **result.as_dict(),
+                "model": {"proxy": service.proxy_trained, "trained_on": service.meta.get("trained_on", "")}}
+        click.echo(json.dumps(body, indent=2))
+        return
+    source = f"{result.slot_source}" + (f", {result.slot_confidence:.2f}" if result.slot_confidence is not None else "")
+    click.echo(f"query slot: {result.query_slot or '-'} ({source})"
+               + ("   [model trained on PROXY outfits]" if service.proxy_trained else ""))
+    if result.note:
+        click.echo(f"note: {result.note}")
+    for s in result.slots:
+        click.echo(f"{s.slot} ({s.candidates} candidates)")
+        for rank, h in enumerate(s.hits, 1):
+            click.echo(f"  {rank}. {h.score:.3f}  {h.item['external_id']:>10}  {h.item['title']}  "
+                       f"[{h.item.get('article_type') or '-'}, {h.item.get('base_colour') or '-'}]")
+        if not s.hits:
+            click.echo("  (no item passes the filters)")
+
+
+@cli.command("make-outfits")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--splits", "splits_file", type=click.Path(dir_okay=False, exists=True),
+              help="id,split file (default: indexer.splits defaults, as train-outfits).")
+@click.option("--split", "split_names", multiple=True, default=("test",), show_default=True,
+              type=click.Choice(["train", "val", "test"]))
+@click.option("--outfits", "n_outfits", default=3000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@with_settings
+def make_outfits_cmd(settings: Settings, out_dir: str, catalog: str | None, splits_file: str | None,
+                     split_names: tuple[str, ...], n_outfits: int, seed: int) -> None:
+    """Write PROXY outfits (from catalog taxonomy) + questions in the Polyvore Outfits layout."""
+    from indexer.outfit_service import make_proxy_outfit_files
+
+    written = make_proxy_outfit_files(settings, out_dir, split_names, catalog, splits_file, n_outfits, seed)
+    for split, paths in written.items():
+        click.echo(f"PROXY {split}: {paths['outfits']}  questions: {paths['compatibility']} {paths['fitb']}")
+
+
+@cli.command("train-outfits")
+@click.option("--out", default=None, help="Checkpoint path (default: outfit.checkpoint).")
+@click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="id,split file (default: indexer.splits defaults, seeded by product id).")
+@click.option("--train-outfits", default=30000, show_default=True, type=click.IntRange(1))
+@click.option("--val-outfits", default=1000, show_default=True, type=click.IntRange(0))
+@click.option("--test-outfits", default=3000, show_default=True, type=click.IntRange(0))
+@click.option("--proxy-seed", default=0, show_default=True, type=int)
+@click.option("--proxy-dir", default="var/outfits/proxy", show_default=True,
+              help="Also write the PROXY datasets here (Polyvore layout); '' = don't.")
+@click.option("--epochs", default=None, type=click.IntRange(1))
+@click.option("--embed-dim", default=None, type=click.IntRange(1))
+@click.option("--hidden", default=None, type=click.IntRange(0))
+@click.option("--dropout", default=None, type=click.FloatRange(0, 0.95))
+@click.option("--margin", default=None, type=float)
+@click.option("--lr", default=None, type=float)
+@click.option("--batch-size", default=None, type=click.IntRange(2))
+@click.option("--slot-epochs", default=None, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="torch CPU threads.")
+@with_settings
+def train_outfits_cmd(settings: Settings, out: str | None, splits_file: str | None, train_outfits: int,
+                      val_outfits: int, test_outfits: int, proxy_seed: int, proxy_dir: str, slot_epochs: int | None,
+                      seed: int, threads: int, **hyper: Any) -> None:
+    """Train the outfit model (type-aware compatibility + slot classifier) on PROXY outfits of the indexed
+    catalog's train products; report held-out test numbers; write the checkpoint outfit.checkpoint points at.
+    Hyper-parameters left out take engine.outfit_training.CompatConfig's defaults."""
+    import dataclasses
+
+    from engine.outfit_training import CompatConfig, SlotConfig
+    from indexer.outfit_service import outfit_checkpoint, train_outfits
+    from indexer.outfit_train import OutfitTrainOptions
+    from indexer.service import create_embedder_from_settings, open_store
+
+    _set_threads(threads)
+    opts = OutfitTrainOptions(
+        out=outfit_checkpoint(settings, out), splits_file=Path(splits_file) if splits_file else None,
+        train_outfits=train_outfits, val_outfits=val_outfits, test_outfits=test_outfits, proxy_seed=proxy_seed,
+        proxy_dir=settings.resolve_path(proxy_dir) if proxy_dir else None, command=_command_line())
+    compat = CompatConfig(**{k: v for k, v in hyper.items() if v is not None}, seed=seed)
+    slot = dataclasses.replace(SlotConfig(), seed=seed, **({"epochs": slot_epochs} if slot_epochs else {}))
+    train_outfits(settings, open_store(settings), create_embedder_from_settings(settings), opts, compat, slot,
+                  echo=click.echo)
+
+
+@evaluate.command("outfits")
+@click.option("--outfits", "outfits_file", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="Outfits JSON (Polyvore Outfits format, e.g. disjoint/test.json or make-outfits' test.json).")
+@click.option("--questions", "question_files", required=True, multiple=True,
+              type=click.Path(dir_okay=False, exists=True),
+              help="compatibility_*.txt and/or fill_in_blank_*.json; repeat for both.")
+@click.option("--items", "items_file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="polyvore_item_metadata.json (default: beside the outfits file or one folder up).")
+@click.option("--images-root", type=click.Path(file_okay=False),
+              help="Folder of <item_id>.jpg for items that are not catalog items (default: images/ beside the "
+                   "item metadata).")
+@click.option("--checkpoint", default=None, help="Outfit model (default: outfit.checkpoint).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@with_settings
+def evaluate_outfits_cmd(settings: Settings, outfits_file: str, question_files: tuple[str, ...],
+                         items_file: str | None, images_root: str | None, checkpoint: str | None, as_json: bool,
+                         threads: int | None) -> None:
+    """Compatibility AUC and fill-in-the-blank accuracy (Polyvore Outfits protocol): the outfit model vs the
+    visual-similarity baseline on the same questions (and, for PROXY outfits, the proxy rules' ceiling)."""
+    from indexer.outfit_eval import format_evaluation
+    from indexer.outfit_service import evaluate_outfit_files
+    from indexer.service import create_embedder_from_settings, open_store
+
+    _set_threads(threads)
+    ev = evaluate_outfit_files(settings, open_store(settings), create_embedder_from_settings(settings), outfits_file,
+                               question_files, items_file, images_root, checkpoint)
+    if as_json:
+        click.echo(json.dumps(ev.as_dict(), indent=2))
+    else:
+        format_evaluation(ev, click.echo)
+
+
+# ---- sweep: index settings, recall vs queries/s (issue 9) -------------------------------------
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+@cli.command("sweep")
+@click.option("--index-specs", default="", help="FAISS specs separated by ';' or spaces "
+              "(e.g. 'Flat;IVF256,Flat;HNSW32'). Default: Flat, IVF at 1/2/4 x sqrt(n) lists, HNSW32.")
+@click.option("--nprobe", "nprobes", default="1,2,4,8,16,32,64", show_default=True, help="IVF nprobe values.")
+@click.option("--ef-search", "ef_searches", default="16,32,64,128,256", show_default=True,
+              help="HNSW efSearch values.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000), help="recall@k vs exact.")
+@click.option("--queries", "n_queries", default=1000, show_default=True, type=click.IntRange(1),
+              help="Held-out catalog vectors used as queries (at most a tenth of the catalog).")
+@click.option("--budget-s", default=2.0, show_default=True, type=click.FloatRange(0.0),
+              help="Seconds of single-query timing per setting.")
+@click.option("--min-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="Recall the recommended setting must reach (the fastest such Pareto point).")
+@click.option("--apply", "apply_spec", default=None, help="Write this spec to index.spec in the config file and "
+              "rebuild the index generation with it.")
+@click.option("--no-store", is_flag=True, help="Do not store the results in SQL.")
+@click.option("--benchmarks", is_flag=True, help="Write the table into BENCHMARKS.md (section 'sweep').")
+@click.option("--json", "as_json", is_flag=True)
+@with_settings
+def sweep_cmd(settings: Settings, index_specs: str, nprobes: str, ef_searches: str, k: int, n_queries: int,
+              budget_s: float, min_recall: float, apply_spec: str | None, no_store: bool, benchmarks: bool,
+              as_json: bool) -> None:
+    """Measure recall@k vs exact search, queries/s and memory of index settings on the current catalog embeddings."""
+    import re
+
+    from indexer.service import open_store
+    from indexer.sweep import apply_spec as apply_index_spec
+    from indexer.sweep import record_sweep, sweep_catalog, sweep_report
+
+    specs = [s for s in re.split(r"[;\s]+", index_specs) if s]
+    problems: list[str] = []
+    points, manifest = sweep_catalog(settings, specs, _int_list(nprobes), _int_list(ef_searches), k, n_queries,
+                                     budget_s, problems)
+    sweep_id = None
+    if not no_store:
+        sweep_id = record_sweep(open_store(settings), points, manifest.fingerprint, manifest.name,
+                                {"command": _command_line()})
+    report = sweep_report(points, settings, min_recall, problems, sweep_id, manifest.name)
+    if benchmarks:
+        from bench.report import update_section
+
+        update_section("sweep", "Index sweep on the catalog embeddings: recall vs queries/s (manage.py sweep)",
+                       report["markdown"])
+    click.echo(json.dumps(report["json"], indent=2) if as_json else report["markdown"])
+    if apply_spec:
+        gen, count = apply_index_spec(settings, apply_spec)
+        click.echo(f"index.spec = {apply_spec!r} written to {settings.source}; generation {gen} built "
+                   f"({count} vectors)", err=as_json)
+
+
 # ---- serve -------------------------------------------------------------------------------------
 
 @cli.command("run")
