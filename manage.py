@@ -680,29 +680,36 @@ def make_outfits_cmd(settings: Settings, out_dir: str, catalog: str | None, spli
 @click.option("--slot-epochs", default=None, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--if-stale", is_flag=True,
+              help="Do nothing when the checkpoint already fits the configured model and slots (make run).")
 @with_settings
 def train_outfits_cmd(settings: Settings, out: str | None, splits_file: str | None, train_outfits: int,
                       val_outfits: int, test_outfits: int, proxy_seed: int, proxy_dir: str, slot_epochs: int | None,
-                      seed: int, threads: int, **hyper: Any) -> None:
+                      seed: int, threads: int, if_stale: bool, **hyper: Any) -> None:
     """Train the outfit model (type-aware compatibility + slot classifier) on PROXY outfits of the indexed
     catalog's train products; report held-out test numbers; write the checkpoint outfit.checkpoint points at.
     Hyper-parameters left out take engine.outfit_training.CompatConfig's defaults."""
     import dataclasses
 
     from engine.outfit_training import CompatConfig, SlotConfig
-    from indexer.outfit_service import outfit_checkpoint, train_outfits
+    from indexer.outfit_service import outfit_checkpoint, outfit_model_status, train_outfits
     from indexer.outfit_train import OutfitTrainOptions
     from indexer.service import create_embedder_from_settings, open_store
 
     _set_threads(threads)
+    embedder = create_embedder_from_settings(settings)
+    if if_stale:
+        current, why = outfit_model_status(settings, embedder, out)
+        click.echo(("outfit model is current: " if current else "retraining the outfit model: ") + why)
+        if current:
+            return
     opts = OutfitTrainOptions(
         out=outfit_checkpoint(settings, out), splits_file=Path(splits_file) if splits_file else None,
         train_outfits=train_outfits, val_outfits=val_outfits, test_outfits=test_outfits, proxy_seed=proxy_seed,
         proxy_dir=settings.resolve_path(proxy_dir) if proxy_dir else None, command=_command_line())
     compat = CompatConfig(**{k: v for k, v in hyper.items() if v is not None}, seed=seed)
     slot = dataclasses.replace(SlotConfig(), seed=seed, **({"epochs": slot_epochs} if slot_epochs else {}))
-    train_outfits(settings, open_store(settings), create_embedder_from_settings(settings), opts, compat, slot,
-                  echo=click.echo)
+    train_outfits(settings, open_store(settings), embedder, opts, compat, slot, echo=click.echo)
 
 
 @evaluate.command("outfits")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.outfit_model import load_outfit_model
+from engine.outfit_model import OutfitModelError, load_outfit_model
 from engine.outfit_training import CompatConfig, SlotConfig
 from indexer.catalog import CatalogRow, iter_catalog, open_catalog
 from indexer.outfit_catalog import load_outfit_catalog
@@ -19,7 +19,7 @@ from indexer.outfit_eval import (
     item_slots,
 )
 from indexer.outfit_search import OutfitService, check_outfit_model
-from indexer.outfit_slots import SlotRules, parse_category_map, parse_slot_rules
+from indexer.outfit_slots import SlotRules, SlotRulesError, parse_category_map, parse_slot_rules
 from indexer.outfit_train import OutfitTrainOptions, train_outfit_model
 from indexer.polyvore import find_items_file, load_dataset, write_dataset
 from indexer.proxy_outfits import SPLIT_SEED_OFFSET, build_proxy_dataset, products_from_rows
@@ -95,6 +95,20 @@ def evaluate_outfit_files(settings: Settings, store: Store, embedder, outfits: s
     ev = evaluate_outfit_dataset(ds, vectors, slots, model, dataset=str(outfits))
     ev.checkpoint, ev.fingerprint = str(path), embedder.fingerprint
     return ev
+
+
+def outfit_model_status(settings: Settings, embedder, checkpoint: str | None = None) -> tuple[bool, str]:
+    """(usable, why): whether the outfit checkpoint fits the configured model and slots (for --if-stale)."""
+    path = outfit_checkpoint(settings, checkpoint)
+    try:
+        model, meta = load_outfit_model(path)
+        check_outfit_model(model, meta, outfit_rules(settings), embedder.fingerprint, embedder.dim)
+    except (OutfitModelError, SlotRulesError) as exc:
+        return False, str(exc)
+    templates = ["+".join(t) for t in outfit_rules(settings).templates]
+    if meta.get("templates") not in (None, templates):
+        return False, f"the outfit model was trained for templates {meta.get('templates')}, configured: {templates}"
+    return True, f"{path} fits model {embedder.fingerprint} and the configured slots"
 
 
 def train_outfits(settings: Settings, store: Store, embedder, opts: OutfitTrainOptions, compat: CompatConfig,

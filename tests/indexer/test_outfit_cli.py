@@ -110,3 +110,14 @@ def test_cli_messages_and_text_report(fixture, tmp_path):
     res = invoke(fixture, "evaluate", "outfits", "--outfits", str(held_out / "test.json"), "--questions",
                  str(held_out / "test.json"))
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_train_outfits_if_stale_keeps_a_current_model(fixture, small_embedder, tmp_path):
+    from indexer.outfit_service import outfit_model_status
+
+    before = fixture.checkpoint.stat().st_mtime_ns
+    res = invoke(fixture, "train-outfits", "--if-stale", "--threads", "1")
+    assert res.exit_code == 0 and "outfit model is current" in res.output, res.output
+    assert fixture.checkpoint.stat().st_mtime_ns == before
+    ok, why = outfit_model_status(fixture.settings, small_embedder, str(tmp_path / "missing.pt"))
+    assert not ok and "not found" in why
