@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from engine.metrics import DEFAULT_KS
 from engine.ranking import QueryStats, query_stats, recall_curve, summarize
+from indexer.eval_failures import FAILURE_K, collect_failures
 from indexer.images import ImageDecodeError, decode_image
 from indexer.models import EvaluationRun
 from indexer.pairs import GalleryImage, PairSet, QueryPair, crop_query
@@ -61,6 +62,8 @@ class EvaluationReport:
     label_curves: dict[str, list[float]] = field(default_factory=dict)
     run_id: int | None = None
     plot: str | None = None
+    # The worst failed queries (indexer/eval_failures.py); stored in the run's details, not printed by --json.
+    failures: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON output: the metric keys (``recall@1`` ... ``mAP``, ``n_queries``) at the top level, then context."""
@@ -234,11 +237,17 @@ def evaluate_street2shop(embedder, pair_set: PairSet, spec: str = "auto", search
     depth = min(len(g_vec), MAX_DEPTH)
     if max(ks) > depth:
         raise ValueError(f"recall@{max(ks)} needs a gallery of at least {max(ks)} images, got {depth}")
-    parts = []
+    parts, tops = [], []
     for s in range(0, len(queries), QUERY_CHUNK):
         ranked = _ranked(searcher, queries[s:s + QUERY_CHUNK], depth)
         parts.append(query_stats(ranked, relevant[s:s + QUERY_CHUNK], n_rel[s:s + QUERY_CHUNK]))
+        tops.append(ranked[:, :FAILURE_K])
     stats = QueryStats.concat(parts)
+    failures = collect_failures(
+        stats.first_hit, np.concatenate(tops), [{"query": str(pairs[i].query_image), "item_id": pairs[i].item_id,
+                                                  "label": pairs[i].label} for i in used],
+        lambda row: {"item_id": gallery[g_kept[row]].item_id, "image_id": gallery[g_kept[row]].image_id},
+        [(pairs[i].query_image, pairs[i].bbox) for i in used], depth, max_pixels=max_pixels)
     per_label, curves = _per_label(stats, [pairs[i].label for i in used], ks)
     rows = [f"q|{p.query_image}|{p.item_id}|{p.bbox}" for p in pairs] + \
         [f"g|{g.image_id}|{g.image}|{g.item_id}" for g in gallery]
@@ -248,7 +257,7 @@ def evaluate_street2shop(embedder, pair_set: PairSet, spec: str = "auto", search
         search_backend=searcher.backend, model=_model_summary(embedder), dataset=dataset or pair_set.source,
         dataset_sha256=_dataset_digest("street2shop", rows, q_sha + g_sha), synthetic=synthetic,
         label_column="label", seconds=time.perf_counter() - t0, problems=problems,
-        extra={"n_items": len(item_rows)})
+        extra={"n_items": len(item_rows)}, failures=failures)
 
 
 # ---- category ----------------------------------------------------------------------------------------------------
@@ -321,13 +330,19 @@ def evaluate_category(embedder, items: Sequence[LabelledImage], label_column: st
     by_label: dict[str, np.ndarray] = {}
     for lab in counts:
         by_label[lab] = np.flatnonzero(labels == lab)
-    parts = []
+    parts, tops = [], []
     for s in range(0, len(queries), QUERY_CHUNK):
         rows = queries[s:s + QUERY_CHUNK]
         ranked = _ranked(searcher, vec[rows], depth, exclude=rows)
         relevant = [by_label[labels[r]][by_label[labels[r]] != r] for r in rows]
         parts.append(query_stats(ranked, relevant, n_rel_all[rows]))
+        tops.append(ranked[:, :FAILURE_K])
     stats = QueryStats.concat(parts)
+    failures = collect_failures(
+        stats.first_hit, np.concatenate(tops),
+        [{"query": items[kept[r]].id, "item_id": items[kept[r]].id, "label": labels[r]} for r in queries],
+        lambda row: {"item_id": items[kept[row]].id, "label": labels[row]},
+        [(items[kept[r]].image, None) for r in queries], depth, max_pixels=max_pixels)
     per_label, curves = _per_label(stats, labels[queries].tolist(), ks)
     digest_rows = [f"{it.id}|{it.image}|{it.label}" for it in items]
     return EvaluationReport(
@@ -336,7 +351,7 @@ def evaluate_category(embedder, items: Sequence[LabelledImage], label_column: st
         search_backend=searcher.backend, model=_model_summary(embedder), dataset=dataset,
         dataset_sha256=_dataset_digest(f"category:{label_column}", digest_rows, shas), synthetic=False,
         label_column=label_column, seconds=time.perf_counter() - t0, problems=problems,
-        extra={"n_labels": len(counts), "n_singletons": int((n_rel_all == 0).sum())})
+        extra={"n_labels": len(counts), "n_singletons": int((n_rel_all == 0).sum())}, failures=failures)
 
 
 # ---- storing and plotting ----------------------------------------------------------------------------------------
@@ -353,7 +368,7 @@ def record_evaluation(store, report: EvaluationReport, details: dict[str, Any] |
                         index_spec=report.index_spec, dataset_sha256=report.dataset_sha256, dataset=report.dataset,
                         metrics=report.metrics,
                         details={k: v for k, v in body.items() if k not in report.metrics and k != "run_id"} |
-                        (details or {}))
+                        ({"failures": report.failures} if report.failures else {}) | (details or {}))
     with store.sessions() as s:
         s.add(run)
         s.commit()

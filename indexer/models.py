@@ -147,4 +147,32 @@ class EvaluationRun(Base):
     )
 
 
+class SweepResult(Base):
+    """One measured index setting of a `manage.py sweep` (analyst workbench: recall vs queries/s).
+
+    Rows of one sweep share ``sweep_id``; ``recall`` is recall@k against exact (Flat) search on the same vectors.
+    """
+
+    __tablename__ = "sweep_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    index_spec: Mapped[str] = mapped_column(String(255), nullable=False)
+    nprobe: Mapped[int | None] = mapped_column(Integer)
+    ef_search: Mapped[int | None] = mapped_column(Integer)
+    k: Mapped[int] = mapped_column(Integer, nullable=False)
+    recall: Mapped[float] = mapped_column(Float, nullable=False)
+    queries_per_s: Mapped[float] = mapped_column(Float, nullable=False)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    build_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    n_vectors: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_queries: Mapped[int] = mapped_column(Integer, nullable=False)
+    model_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    generation: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+
+
 Index("ix_item_embeddings_fp_rev", ItemEmbedding.fingerprint, ItemEmbedding.revision)

@@ -75,6 +75,7 @@ class WebSettings:
     localize: str = "auto"
     detector: str = ""
     torch_threads: int = 0
+    analytics_token: str = ""
 
 
 DEFAULT_OUTFIT_SLOTS = (

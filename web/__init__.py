@@ -48,6 +48,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     from web.outfit_api import register_outfits
 
     register_outfits(app)
+    from web.analytics import bp as analytics_bp
+
+    app.register_blueprint(analytics_bp)
 
     @app.get("/healthz")
     def healthz():

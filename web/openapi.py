@@ -164,6 +164,13 @@ def openapi_document(web: WebSettings, outfit: OutfitSettings | None = None) -> 
 
     doc["paths"].update(outfit_paths(web, outfit or OutfitSettings(), ERRORS, _search_params_doc(web)))
     doc["components"]["schemas"].update(outfit_schemas(doc["components"]["schemas"]))
+    from web.analytics_openapi import analytics_paths, analytics_schemas
+
+    doc["paths"].update(analytics_paths(ERRORS))
+    doc["components"]["schemas"].update(analytics_schemas())
+    doc["components"]["securitySchemes"] = {"analyticsToken": {
+        "type": "http", "scheme": "bearer",
+        "description": "web.analytics_token; only needed when the server is not bound to 127.0.0.1."}}
     return doc
 
 

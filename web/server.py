@@ -35,6 +35,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     app = create_app(settings)
     generation = warm_up(app)
     h, p = host or settings.web.host, port or settings.web.port
+    app.config["LOOKALIKE_BIND_HOST"] = h  # the analyst pages are open without a token only on loopback
     print(f"serving index {generation} on http://{h}:{p}", flush=True)
     waitress_serve(app, host=h, port=p, threads=threads, ident="lookalike",
                    max_request_body_size=HARD_BODY_LIMIT_FACTOR * settings.web.max_upload_mb * 1024 * 1024 + 65536)
