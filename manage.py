@@ -408,18 +408,18 @@ def make_splits_cmd(settings: Settings, out_file: str, catalog: str | None, imag
               help="Views per product: the shop image + views-1 synthetic street photos.")
 @click.option("--synthetic-seed", default=0, show_default=True, type=int)
 @click.option("--synthetic-size", default=128, show_default=True, type=click.IntRange(32, 2048))
-@click.option("--unfreeze-blocks", default=2, show_default=True, type=click.IntRange(0, 17),
+@click.option("--unfreeze-blocks", default=6, show_default=True, type=click.IntRange(0, 17),
               help="Backbone stages trainable in the unfrozen epochs (0 = head only; see engine/tail.py).")
-@click.option("--epochs-frozen", default=30, show_default=True, type=click.IntRange(0))
-@click.option("--epochs-unfrozen", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--epochs-frozen", default=2, show_default=True, type=click.IntRange(0))
+@click.option("--epochs-unfrozen", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--embed-dim", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(0), help="0 = linear head.")
+@click.option("--hidden", default=0, show_default=True, type=click.IntRange(0), help="0 = linear head.")
 @click.option("--mining", default="batch-hard", show_default=True, type=click.Choice(["batch-hard", "semi-hard"]))
 @click.option("--margin", default=0.2, show_default=True, type=float)
 @click.option("--p", "products_per_batch", default=64, show_default=True, type=click.IntRange(2))
-@click.option("--k", "views_per_product", default=4, show_default=True, type=click.IntRange(2))
+@click.option("--k", "views_per_product", default=3, show_default=True, type=click.IntRange(2))
 @click.option("--lr", default=2e-3, show_default=True, type=float)
-@click.option("--tail-lr", default=1e-4, show_default=True, type=float)
+@click.option("--tail-lr", default=3e-4, show_default=True, type=float)
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--aux-weight", default=0.5, show_default=True, type=float,
               help="Weight of the master->sub->article_type classification loss (0 = off).")
@@ -428,6 +428,7 @@ def make_splits_cmd(settings: Settings, out_file: str, catalog: str | None, imag
 @click.option("--input-size", default=None, type=click.IntRange(32), help="Default: model.input_size.")
 @click.option("--device", default=None, help="Default: model.device.")
 @click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--float32", "full_precision", is_flag=True, help="Store float32 tensors (default float16).")
 @click.option("--resume", is_flag=True, help="Continue from the work dir's training state.")
 @click.option("--no-progress", is_flag=True)
 @with_settings
@@ -437,7 +438,7 @@ def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
               epochs_unfrozen: int, embed_dim: int, hidden: int, mining: str, margin: float,
               products_per_batch: int, views_per_product: int, lr: float, tail_lr: float, weight_decay: float,
               aux_weight: float, seed: int, max_products: int | None, input_size: int | None, device: str | None,
-              threads: int | None, resume: bool, no_progress: bool) -> None:
+              threads: int | None, full_precision: bool, resume: bool, no_progress: bool) -> None:
     """Fine-tune the embedding: triplet loss (P x K batches) + taxonomy loss on shop + synthetic street views
     of the train products; writes a checkpoint that model.checkpoint can point at."""
     from engine.training import TrainConfig
@@ -454,7 +455,8 @@ def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
         input_size=input_size or settings.model.input_size, device=device or settings.model.device,
         splits=Path(splits_file) if splits_file else None, val_fraction=val_fraction, test_fraction=test_fraction,
         split_seed=split_seed, n_views=views, synthetic_seed=synthetic_seed,
-        synthetic=SyntheticConfig(size=synthetic_size), unfreeze_blocks=unfreeze_blocks, max_products=max_products,
+        synthetic=SyntheticConfig(size=synthetic_size), unfreeze_blocks=unfreeze_blocks, half=not full_precision,
+        max_products=max_products,
         resume=resume, progress=not no_progress,
         command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
     cfg = TrainConfig(embed_dim=embed_dim, hidden=hidden, mining=mining, margin=margin,

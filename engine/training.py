@@ -40,7 +40,7 @@ TRAIN_STATE_FORMAT = 1
 TAXONOMY_LEVELS = ("master_category", "sub_category", "article_type")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ValueError):
     """Training cannot start or resume as asked (bad config, mismatched state file)."""
 
 
@@ -67,15 +67,15 @@ class TrainConfig:
     """
 
     embed_dim: int = 512
-    hidden: int = 1024
+    hidden: int = 0
     mining: str = "batch-hard"
     margin: float = 0.2
     products_per_batch: int = 64
-    views_per_product: int = 4
-    epochs_frozen: int = 20
-    epochs_unfrozen: int = 0
+    views_per_product: int = 3
+    epochs_frozen: int = 2
+    epochs_unfrozen: int = 2
     lr: float = 2e-3
-    tail_lr: float = 1e-4
+    tail_lr: float = 3e-4
     weight_decay: float = 1e-4
     aux_weight: float = 0.5
     level_weights: tuple[float, ...] = (0.2, 0.3, 0.5)
@@ -182,6 +182,11 @@ def category_recall_at_1(emb: np.ndarray, labels: np.ndarray) -> float:
     return float((lab[sim.argmax(axis=1)] == lab).mean())
 
 
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device)
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
 def _batched(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -250,7 +255,8 @@ class Trainer:
             p.requires_grad_(False)
         self.head.to(self.device)
         self.taxonomy.to(self.device)
-        self.tail.to(self.device)
+        # channels_last: about 1.5x faster convolutions on CPUs, same results up to rounding.
+        self.tail.to(self.device, memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW([
             {"params": list(self.head.parameters()) + list(self.taxonomy.parameters()), "lr": cfg.lr,
              "name": "head"},
@@ -286,7 +292,7 @@ class Trainer:
         self.tail.eval()
         with torch.inference_mode():
             for sl in _batched(len(flat), self.batch_eval):
-                x = torch.from_numpy(np.asarray(flat[sl], dtype=np.float32)).to(self.device)
+                x = _to_device(torch.from_numpy(np.asarray(flat[sl], dtype=np.float32)), self.device)
                 with self._autocast():
                     f = self.tail(x).float().cpu().numpy()
                 if out is None:
@@ -366,12 +372,22 @@ class Trainer:
         self.next_epoch = int(state["next_epoch"])
         return True
 
-    def export_state_dict(self) -> dict[str, torch.Tensor]:
-        """The fine-tuned part of the ``EmbeddingNet`` state dict: ``head.*`` plus the tail's ``backbone.*`` keys."""
+    def export_state_dict(self, half: bool = False) -> dict[str, torch.Tensor]:
+        """The fine-tuned part of the ``EmbeddingNet`` state dict: ``head.*`` plus the tail's ``backbone.*`` keys.
+
+        Args:
+            half: Store floating-point tensors as float16 (half the file size; loading casts them back to the
+                model's float32, so the served model is exactly the stored weights).
+        """
         net = EmbeddingNet(self.backbone, self.head)
         full = net.state_dict()
         prefixes = ("head.",) + tuple(f"backbone.{p}" for p in self.split.tail_prefixes)
-        return {k: v.detach().cpu().clone() for k, v in full.items() if k.startswith(prefixes)}
+        out = {}
+        for k, v in full.items():
+            if k.startswith(prefixes):
+                v = v.detach().cpu().clone()
+                out[k] = v.half() if half and v.is_floating_point() else v
+        return out
 
     # ---- training -----------------------------------------------------------------------------------------------
 
@@ -413,7 +429,7 @@ class Trainer:
                     x = torch.from_numpy(pooled[rows, view_ids]).to(self.device)
                 else:
                     tap = np.asarray(views[rows, view_ids], dtype=np.float32)
-                    x = self.tail(torch.from_numpy(tap).to(self.device))
+                    x = self.tail(_to_device(torch.from_numpy(tap), self.device))
                 emb = F.normalize(self.head(x).float(), dim=1)
                 t_loss, stats = triplet_loss(emb, labels, self.cfg.mining, self.cfg.margin)
                 aux = hierarchical_classification_loss(self.taxonomy(emb), targets, self.levels,

@@ -157,9 +157,12 @@ def cache_views(products: Sequence[Product], embedder: Embedder, split: Backbone
     def prepare(p: Product) -> torch.Tensor:
         return embedder.preprocess_batch(view_images(p, synth, n_views))
 
+    # channels_last runs the depthwise-heavy convolutions about 1.5x faster on CPUs (same results up to rounding).
+    embedder.module.to(memory_format=torch.channels_last)
+
     def run(batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            x = batch.to(device)
+            x = batch.to(device).contiguous(memory_format=torch.channels_last)
             ctx = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
             with ctx:
                 return trunk(x).float().cpu().numpy().astype(np.float16)
@@ -207,6 +210,7 @@ class TrainOptions:
         synthetic_seed: Seed of the synthetic street photos.
         synthetic: Difficulty of the synthetic street photos.
         unfreeze_blocks: Cut point of the backbone (see ``engine.tail``).
+        half: Store the checkpoint's tensors as float16.
         max_products: Use at most this many training products (seeded sample; for small runs and tests).
         batch_chunk: Products per trunk forward pass while caching.
         workers: Threads making views while the trunk runs.
@@ -230,7 +234,8 @@ class TrainOptions:
     n_views: int = 4
     synthetic_seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    unfreeze_blocks: int = 0
+    unfreeze_blocks: int = 6
+    half: bool = True
     max_products: int | None = None
     batch_chunk: int = 32
     workers: int = 2
@@ -338,6 +343,7 @@ def train_from_catalog(opts: TrainOptions, cfg: TrainConfig,
     def export(report: EpochReport) -> None:
         meta = {"backbone": embedder.name, "input_size": opts.input_size, "head": trainer.head.spec,
                 "base_weights": opts.weights, "base": base, "unfreeze_blocks": opts.unfreeze_blocks,
+                "stored_dtype": "float16" if opts.half else "float32",
                 "trained_prefixes": ["head."] + [f"backbone.{p}" for p in split.tail_prefixes],
                 "train_config": cfg.as_dict(), "data": data, "taxonomy": {"levels": list(vocab.levels),
                                                                           "classes": [len(c) for c in vocab.classes]},
@@ -347,7 +353,7 @@ def train_from_catalog(opts: TrainOptions, cfg: TrainConfig,
                 "timing": {"cache_seconds": round(cache_seconds, 1),
                            "train_seconds": round(sum(h.seconds for h in trainer.history), 1)},
                 "machine": machine_summary(), "command": opts.command}
-        save_checkpoint(opts.out, trainer.export_state_dict(), meta)
+        save_checkpoint(opts.out, trainer.export_state_dict(half=opts.half), meta)
 
     steps_bar: dict[str, Any] = {}
 
