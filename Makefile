@@ -32,10 +32,12 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.dev
 
-# Create .venv, install, migrate, index the configured default catalog, serve on 127.0.0.1:5000.
+# Create .venv, install, migrate, index the configured default catalog, retrain the outfit model only if it
+# no longer fits the served model (docs/outfits.md), serve on 127.0.0.1:5000.
 run: install
 	$(PY) manage.py db upgrade
 	$(PY) manage.py index
+	$(PY) manage.py train-outfits --if-stale
 	$(PY) manage.py serve
 
 serve: install
