@@ -372,6 +372,7 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
     n_street = round(args.images * args.street_share)
     n_catalog = args.images - n_street
     first, last = rss[0][1], rss[-1][1]
+    half = rss[len(rss) // 2][1]
     peak = max(v for _, v in rss)
     total = sum(samples.count.values())
     ok = all(v <= 0.20 for _, _, v in verdicts) and not samples.errors
@@ -395,7 +396,8 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
         table,
         "",
         f"Server resident memory (VmRSS): {first:.0f} MB after warm-up, {last:.0f} MB at the end, peak {peak:.0f} MB "
-        f"({last - first:+.0f} MB over the run).",
+        f"({last - first:+.0f} MB over the run, {last - half:+.0f} MB over its second half). By block: "
+        f"{', '.join(f'{v:.0f}' for _, v in rss[1:])} MB.",
         f"Load average (1/5/15 min) at start {load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f}, at end "
         f"{load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} (other jobs share these 2 cores). Run took "
         f"{elapsed / 60:.1f} min.",
