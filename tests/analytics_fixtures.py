@@ -46,7 +46,7 @@ def seed_runs(store) -> list[int]:
             for q in range(3 - n)]}
         curve = _curve(r1, r20)
         run = EvaluationRun(
-            kind="category", model_fingerprint=fp, index_spec="Flat", dataset_sha256=f"{n:064d}"[:64],
+            kind="category", model_fingerprint=fp, index_spec="Flat", dataset_sha256="d" * 64,
             dataset="category catalog=tests label=article_type split=test",
             metrics={"recall@1": r1, "recall@5": curve[4], "recall@10": curve[9], "recall@20": r20,
                      "mAP": r1 - 0.1, "n_queries": 60},

@@ -114,8 +114,10 @@ def recall_chart(curves: dict[str, Sequence[Sequence[float]]], title: str = "rec
                  width: int = 640, height: int = 340) -> Markup:
     """Recall@k curves, one line per name: {name: [[k, recall], ...]}; y from 0 to 1."""
     ks = [p[0] for c in curves.values() for p in c] or [1]
-    f = Frame(width, height, min(ks), max(ks), 0.0, 1.0)
-    parts = _axes(f, _ticks(min(ks), max(ks), 8), _ticks(0, 1, 5), "k", "recall@k")
+    f = Frame(width, height, min(ks), max(ks), 0.0, 1.03)
+    step = next(m for m in (1, 2, 5, 10, 20, 50, 100, 10**9) if (max(ks) - min(ks)) / m <= 10)
+    x_ticks = sorted({min(ks), *range(step, int(max(ks)) + 1, step)})
+    parts = _axes(f, x_ticks, _ticks(0, 1, 5), "k", "recall@k")
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(curves))]
     for (name, curve), colour in zip(curves.items(), colours, strict=True):
         pts = " ".join(f"{f.x(k):.1f},{f.y(r):.1f}" for k, r in curve)
@@ -140,7 +142,7 @@ def pareto_chart(points: Sequence[dict], title: str = "recall vs queries/s", wid
     rec = [p["recall"] for p in points] or [0.0, 1.0]
     x_lo, x_hi = min(qps) / 1.3, max(qps) * 1.3
     y_lo = max(0.0, math.floor((min(rec) - 0.02) * 20) / 20)
-    f = Frame(width, height, x_lo, x_hi, y_lo, 1.0, log_x=True)
+    f = Frame(width, height, x_lo, x_hi, y_lo, 1.0 + 0.06 * (1.0 - y_lo), log_x=True)
     parts = _axes(f, _log_ticks(x_lo, x_hi), _ticks(y_lo, 1.0, 5), "queries/s (one query per call, log scale)",
                   "recall@k vs exact")
     front = sorted((p for p in points if p.get("pareto")), key=lambda p: p["queries_per_s"])
@@ -160,7 +162,8 @@ def pareto_chart(points: Sequence[dict], title: str = "recall vs queries/s", wid
                      f'stroke="{"#222" if p.get("recommended") else "#fff"}" stroke-width="1.5">'
                      f'<title>{escape(tip)}</title></circle>')
         if on:
-            parts.append(f'<text x="{x + 8:.1f}" y="{y - 8:.1f}" {FONT} fill="#7a1c1c">{escape(p["label"][:26])}'
-                         "</text>")
+            anchor = "end" if x > f.width - f.right - 120 else "start"
+            parts.append(f'<text x="{x + (-8 if anchor == "end" else 8):.1f}" y="{y + 16:.1f}" text-anchor="{anchor}" '
+                         f'{FONT} fill="#7a1c1c">{escape(p["label"][:26])}</text>')
     parts += _legend(f, ["Pareto front", "dominated setting"], ["#d62728", "#8a93a6"])
     return _svg(f, title, parts, "pareto-chart")
