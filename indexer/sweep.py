@@ -448,7 +448,8 @@ def sweep_report(points: Sequence[SweepPoint], settings, min_recall: float = 0.9
         lines.append(f"Configured default (index.spec = {settings.index.spec!r} -> {configured.label}): {state}.")
     if problems:
         lines.append("Skipped: " + "; ".join(problems))
-    return {"markdown": "\n".join(lines).strip() + "\n",
+    head, rest = lines[:4], [line for line in lines[4:] if line]
+    return {"markdown": ("\n".join(head) + "\n" + "\n\n".join(rest)).strip() + "\n",
             "json": {"sweep_id": sweep_id, "generation": generation, "points": [p.as_dict() for p in points],
                      "recommended": chosen.as_dict() if chosen else None,
                      "configured": configured.label if configured else None,
