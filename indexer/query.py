@@ -119,7 +119,8 @@ class QueryEngine:
     def _feature_probe(self) -> FeatureProbe | None:
         if self._probe is False:
             emb = self.service.embedder
-            layer = find_feature_layer(emb.module, emb.input_size, emb.device)
+            # Its dummy forward pass runs on the model thread too: never two passes through the module at once.
+            layer = self._model_thread.submit(find_feature_layer, emb.module, emb.input_size, emb.device).result()
             self._probe = FeatureProbe(emb.module, layer) if layer else None
         return self._probe  # type: ignore[return-value]
 

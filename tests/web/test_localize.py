@@ -58,3 +58,22 @@ def test_detector_boxes_are_searched_as_regions(app, web_catalog):
     detected = [r.region for r in result.regions if r.region.source == "detector"]
     assert [(r.label, r.confidence) for r in detected] == [("top", 0.9), ("bag", 0.4)]
     assert all(r.best_score is not None for r in result.regions)
+
+
+def test_concurrent_queries_give_the_same_answers(app, web_catalog):
+    """Forward passes share one model (and one feature probe): concurrent queries must not mix them up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from web import runtime
+
+    engine: QueryEngine = runtime(app).query
+    photos = [p for _, p in _street_photos(web_catalog, 6)]
+
+    def answer(photo):
+        result = engine.search(photo, QueryOptions(k=5, localize="crops"))
+        return [h.id for h in result.hits], [(r.region.source, r.region.box) for r in result.regions]
+
+    sequential = [answer(p) for p in photos]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(answer, photos))
+    assert concurrent == sequential
