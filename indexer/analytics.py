@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from indexer.models import STATUS_ACTIVE, CatalogItem, EvaluationRun
 
@@ -21,11 +22,12 @@ RUN_SORT_KEYS = ("id", "created_at", "kind", "model_fingerprint", "index_spec", 
 _RECALL = re.compile(r"^recall@(\d+)$")
 
 
-def run_summary(run: EvaluationRun) -> dict[str, Any]:
-    """The run's row in the runs table."""
-    details = run.details or {}
+def run_summary(run: EvaluationRun, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's row in the runs table (``details`` given: its synthetic flag, else the dataset's SYNTHETIC tag)."""
+    synthetic = bool(details.get("synthetic", False)) if details is not None else \
+        (run.dataset or "").upper().startswith("SYNTHETIC")
     return {"id": int(run.id), "created_at": run.created_at.isoformat() if run.created_at else None,
-            "kind": run.kind, "synthetic": bool(details.get("synthetic", False)),
+            "kind": run.kind, "synthetic": synthetic,
             "model_fingerprint": run.model_fingerprint, "index_spec": run.index_spec,
             "dataset": run.dataset or "", "dataset_sha256": run.dataset_sha256,
             "metrics": {k: _finite(v) for k, v in (run.metrics or {}).items()}}
@@ -49,8 +51,9 @@ def list_runs(store, sort: str = "created_at", descending: bool = True, limit: i
     if sort not in RUN_SORT_KEYS:
         raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(RUN_SORT_KEYS)}")
     with store.sessions() as s:
-        runs = [run_summary(r) for r in s.scalars(select(EvaluationRun).order_by(EvaluationRun.id.desc())
-                                                  .limit(limit))]
+        # details (per-label tables, failure thumbnails) stay unread: the table needs only the columns.
+        stmt = select(EvaluationRun).options(defer(EvaluationRun.details)).order_by(EvaluationRun.id.desc())
+        runs = [run_summary(r) for r in s.scalars(stmt.limit(limit))]
     present = [r for r in runs if _sort_value(r, sort)[0] == 0]
     missing = [r for r in runs if _sort_value(r, sort)[0] == 1]
     present.sort(key=lambda r: (_sort_value(r, sort)[1], r["id"]), reverse=descending)
@@ -118,8 +121,8 @@ def get_run(store, run_id: int) -> dict[str, Any] | None:
         run = s.get(EvaluationRun, int(run_id))
         if run is None:
             return None
-        summary = run_summary(run)
         details = dict(run.details or {})
+        summary = run_summary(run, details)
     per_label = details.get("per_label") or {}
     context = {k: v for k, v in details.items()
                if k in ("label_column", "n_gallery", "map_depth", "search_backend", "model", "seconds", "n_items",

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 
 from indexer.analytics import RUN_SORT_KEYS, compare_runs, get_run, list_runs
-from indexer.sweep import find_point, list_sweeps, load_sweep, recommend
+from indexer.sweep import configured_setting, find_point, list_sweeps, load_sweep, recommend
 from web import runtime
 from web.charts import pareto_chart, recall_chart
 from web.errors import ApiError
@@ -117,8 +117,6 @@ def _sweep_view(sweep_id: str) -> dict[str, Any] | None:
         return None
     settings = runtime(current_app).settings
     chosen = recommend(points, MIN_RECALL)
-    from indexer.sweep import configured_setting
-
     first = points[0]
     configured = configured_setting(settings, first.n_vectors + first.n_queries, 0)
     current = find_point(points, configured.spec, configured.nprobe, configured.ef_search)
