@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 
+import numpy as np
 import pytest
 
 from indexer.sweep import (
@@ -55,6 +56,20 @@ def test_measure_sweep_against_exact_search():
                          for i, p in enumerate(points))
     best = recommend(points, 0.9)
     assert best is not None and best.pareto and best.recall >= 0.9
+
+
+def test_recall_counts_tied_duplicates_as_correct():
+    from indexer.sweep import recall_with_ties
+
+    base = clustered_unit_vectors(200, 16, seed=5)
+    x = np.concatenate([base, base[:100]])  # 100 exact duplicates, as catalogs have
+    points = measure_sweep(x, [SweepSetting("Flat"), SweepSetting("HNSW16", ef_search=64)], k=10, n_queries=20,
+                           budget_s=0.0)
+    assert points[0].recall == 1.0
+    q = base[:3]
+    truth = np.array([[0, 1], [1, 2], [2, 0]])
+    assert recall_with_ties(np.array([[0, 1], [1, 2], [2, 0]]), q, base, truth) == 1.0
+    assert recall_with_ties(np.array([[0, -1], [1, 2], [2, 0]]), q, base, truth) == pytest.approx(5 / 6)
 
 
 def test_record_and_load_sweep(settings):
