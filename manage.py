@@ -767,10 +767,11 @@ def _int_list(text: str) -> list[int]:
               help="Held-out catalog vectors used as queries (at most a tenth of the catalog).")
 @click.option("--budget-s", default=2.0, show_default=True, type=click.FloatRange(0.0),
               help="Seconds of single-query timing per setting.")
-@click.option("--min-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--min-recall", default=0.99, show_default=True, type=click.FloatRange(0, 1),
               help="Recall the recommended setting must reach (the fastest such Pareto point).")
-@click.option("--apply", "apply_spec", default=None, help="Write this spec to index.spec in the config file and "
-              "rebuild the index generation with it.")
+@click.option("--apply", "apply_spec", default=None, help="'recommended' (the recommended setting: index.spec and "
+              "its nprobe/ef_search) or a SPEC (index.spec only): write it into the config file and rebuild the index "
+              "generation with it.")
 @click.option("--no-store", is_flag=True, help="Do not store the results in SQL.")
 @click.option("--benchmarks", is_flag=True, help="Write the table into BENCHMARKS.md (section 'sweep').")
 @click.option("--json", "as_json", is_flag=True)
@@ -783,7 +784,7 @@ def sweep_cmd(settings: Settings, index_specs: str, nprobes: str, ef_searches: s
 
     from indexer.service import open_store
     from indexer.sweep import apply_spec as apply_index_spec
-    from indexer.sweep import record_sweep, sweep_catalog, sweep_report
+    from indexer.sweep import record_sweep, resolve_apply, sweep_catalog, sweep_report
 
     specs = [s for s in re.split(r"[;\s]+", index_specs) if s]
     problems: list[str] = []
@@ -793,16 +794,17 @@ def sweep_cmd(settings: Settings, index_specs: str, nprobes: str, ef_searches: s
     if not no_store:
         sweep_id = record_sweep(open_store(settings), points, manifest.fingerprint, manifest.name,
                                 {"command": _command_line()})
-    report = sweep_report(points, settings, min_recall, problems, sweep_id, manifest.name)
+    applied = resolve_apply(points, apply_spec, settings, min_recall) if apply_spec else None
+    report = sweep_report(points, settings, min_recall, problems, sweep_id, manifest.name, applied)
     if benchmarks:
         from bench.report import update_section
 
         update_section("sweep", "Index sweep on the catalog embeddings: recall vs queries/s (manage.py sweep)",
                        report["markdown"])
     click.echo(json.dumps(report["json"], indent=2) if as_json else report["markdown"])
-    if apply_spec:
-        gen, count = apply_index_spec(settings, apply_spec)
-        click.echo(f"index.spec = {apply_spec!r} written to {settings.source}; generation {gen} built "
+    if applied is not None:
+        gen, count = apply_index_spec(settings, applied)
+        click.echo(f"{applied.label} written to [index] of {settings.source}; generation {gen} built "
                    f"({count} vectors)", err=as_json)
 
 

@@ -28,6 +28,10 @@ from indexer.models import SweepResult
 from indexer.synthetic_vectors import exact_top_k
 from indexer.vector_index import SearchParams, VectorSearcher, build_faiss_index
 
+# Recall@k against exact search the recommended setting must reach: search results that differ from exact search
+# in at most one of a hundred places.
+DEFAULT_MIN_RECALL = 0.99
+
 
 @dataclass(frozen=True)
 class SweepSetting:
@@ -212,7 +216,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def recommend(points: Sequence[SweepPoint], min_recall: float = 0.95) -> SweepPoint | None:
+def recommend(points: Sequence[SweepPoint], min_recall: float = DEFAULT_MIN_RECALL) -> SweepPoint | None:
     """The fastest Pareto point whose recall reaches ``min_recall``; else the most accurate point."""
     front = [p for p in points if p.pareto]
     if not front:
@@ -287,13 +291,16 @@ def load_sweep(store, sweep_id: str) -> list[SweepPoint]:
 _SECTION = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 
 
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _toml_value(value: str | int) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def set_config_value(path: str | os.PathLike, section: str, key: str, value: str) -> str | None:
-    """Set ``[section] key = "value"`` in a TOML file by editing that one line (comments and layout untouched).
+def set_config_value(path: str | os.PathLike, section: str, key: str, value: str | int) -> str | None:
+    """Set ``[section] key = "value"`` (or an integer) in a TOML file by editing that one line.
 
+    Comments and layout are untouched.
     The key is added at the end of its section (or a new section at the end of the file) when absent. The file
     is replaced crash-safely and the result must parse to the new value.
 
@@ -319,10 +326,10 @@ def set_config_value(path: str | os.PathLike, section: str, key: str, value: str
         km = key_re.match(line)
         if km:
             old = line
-            lines[i] = f"{km.group(1)}{_toml_string(value)}{km.group(3)}{km.group(4) or ''}"
+            lines[i] = f"{km.group(1)}{_toml_value(value)}{km.group(3)}{km.group(4) or ''}"
             break
     if old is None:
-        new_line = f"{key} = {_toml_string(value)}\n"
+        new_line = f"{key} = {_toml_value(value)}\n"
         if last_in_section is None:
             lines.append(("" if text.endswith("\n") or not text else "\n") + f"\n[{section}]\n{new_line}")
         else:
@@ -390,10 +397,13 @@ def sweep_catalog(settings, specs: Sequence[str] | None, nprobes: Sequence[int],
     return measure_sweep(vectors, grid, k, n_queries, budget_s, problems=problems), gen.manifest
 
 
-def apply_spec(settings, spec: str, embedder=None) -> tuple[str, int]:
-    """Write ``index.spec = SPEC`` into the settings' config file and rebuild the index generation with it.
+def apply_spec(settings, setting: SweepSetting | str, embedder=None) -> tuple[str, int]:
+    """Write the setting into the settings' config file and rebuild the index generation with it.
 
-    The spec is checked against the catalog first; if the rebuild fails the config line is put back.
+    ``index.spec`` is always written; ``index.nprobe`` / ``index.ef_search`` too when the setting has that knob
+    at a value other than the configured one.
+    Each is an in-place edit of its one line. The spec is checked against the catalog first; if the rebuild fails
+    the old lines are put back.
 
     Returns:
         (the new generation's name, its vector count).
@@ -401,32 +411,55 @@ def apply_spec(settings, spec: str, embedder=None) -> tuple[str, int]:
     import dataclasses
 
     from indexer.generations import load_generation
-    from indexer.pipeline import writer_lock
+    from indexer.pipeline import IndexReport, writer_lock
     from indexer.service import create_embedder_from_settings, create_pipeline, open_store
 
+    setting = SweepSetting(setting) if isinstance(setting, str) else setting
     if not settings.source or settings.source.startswith("<"):
         raise ValueError("--apply needs a config file (--config PATH)")
     gen = load_generation(settings.index_dir, verify_checksums=False)
-    validate_spec(spec, gen.manifest.dim, gen.manifest.count)
-    old_line = set_config_value(settings.source, "index", "spec", spec)
-    new_settings = dataclasses.replace(settings, index=dataclasses.replace(settings.index, spec=spec))
+    validate_spec(setting.spec, gen.manifest.dim, gen.manifest.count)
+    values: dict[str, str | int] = {"spec": setting.spec}
+    if setting.nprobe is not None and setting.nprobe != settings.index.nprobe:
+        values["nprobe"] = setting.nprobe
+    if setting.ef_search is not None and setting.ef_search != settings.index.ef_search:
+        values["ef_search"] = setting.ef_search
+    old = {key: set_config_value(settings.source, "index", key, value) for key, value in values.items()}
+    index = dataclasses.replace(settings.index, **values)
+    new_settings = dataclasses.replace(settings, index=index)
     store = open_store(new_settings)
     lock = writer_lock(new_settings.index_dir)
     try:
         pipeline = create_pipeline(new_settings, store, embedder or create_embedder_from_settings(new_settings),
                                    progress=False)
-        from indexer.pipeline import IndexReport
-
         report = IndexReport()
         pipeline.publish(report, force=True)
     except BaseException:
-        if old_line is not None:
-            set_config_value(settings.source, "index", "spec", tomllib.loads(old_line)["spec"])
+        for key, line in old.items():
+            if line is not None:
+                set_config_value(settings.source, "index", key, tomllib.loads(line.strip())[key])
         raise
     finally:
         lock.release()
         store.close()
     return report.generation or "", int(report.generation_count or 0)
+
+
+def resolve_apply(points: Sequence[SweepPoint], apply: str, settings, min_recall: float) -> SweepSetting:
+    """What ``--apply`` means: "recommended" = the recommended point (spec and knob); else SPEC with the
+    configured nprobe / efSearch.
+
+    Raises:
+        ValueError: "recommended" when no setting could be measured.
+    """
+    if apply.strip().lower() == "recommended":
+        chosen = recommend(points, min_recall)
+        if chosen is None:
+            raise ValueError("nothing was measured, so there is no recommended setting to apply")
+        return SweepSetting(chosen.spec, chosen.nprobe, chosen.ef_search)
+    spec = apply.strip()
+    return SweepSetting(spec, settings.index.nprobe if _is_ivf(spec) else None,
+                        settings.index.ef_search if _is_hnsw(spec) else None)
 
 
 def configured_setting(settings, n: int, dim: int) -> SweepSetting:
@@ -438,8 +471,9 @@ def configured_setting(settings, n: int, dim: int) -> SweepSetting:
                         settings.index.ef_search if _is_hnsw(spec) else None)
 
 
-def sweep_report(points: Sequence[SweepPoint], settings, min_recall: float = 0.95, problems: Sequence[str] = (),
-                 sweep_id: str | None = None, generation: str = "") -> dict[str, Any]:
+def sweep_report(points: Sequence[SweepPoint], settings, min_recall: float = DEFAULT_MIN_RECALL,
+                 problems: Sequence[str] = (), sweep_id: str | None = None, generation: str = "",
+                 applied: SweepSetting | None = None) -> dict[str, Any]:
     """The sweep as a markdown table (BENCHMARKS.md, terminal) and JSON, with the recommendation and a verdict on
     whether the configured default is on the measured Pareto front."""
     n = points[0].n_vectors + points[0].n_queries if points else 0
@@ -464,14 +498,17 @@ def sweep_report(points: Sequence[SweepPoint], settings, min_recall: float = 0.9
              if points else "No setting could be measured.", "", table, ""]
     if chosen:
         lines.append(f"Recommended (fastest Pareto point with recall >= {min_recall}): **{chosen.label}** "
-                     f"(recall {chosen.recall:.4f}, {chosen.queries_per_s:,.0f} q/s). Apply with "
-                     f"`python manage.py sweep --apply '{chosen.spec}'`" +
-                     (f" and set index.nprobe = {chosen.nprobe}" if chosen.nprobe is not None else "") +
-                     (f" and set index.ef_search = {chosen.ef_search}" if chosen.ef_search is not None else "") + ".")
+                     f"(recall {chosen.recall:.4f}, {chosen.queries_per_s:,.0f} q/s). Apply it (spec and knob) with "
+                     "`python manage.py sweep --apply recommended`.")
     if configured is not None:
         state = ("not measured (add it to --index-specs)" if current is None else
                  "on the measured Pareto front" if current.pareto else "NOT on the measured Pareto front")
         lines.append(f"Configured default (index.spec = {settings.index.spec!r} -> {configured.label}): {state}.")
+    applied_point = find_point(points, applied.spec, applied.nprobe, applied.ef_search) if applied else None
+    if applied is not None:
+        state = ("not measured in this sweep" if applied_point is None else
+                 "on the measured Pareto front" if applied_point.pareto else "NOT on the measured Pareto front")
+        lines.append(f"Applied as the new default (--apply): {applied.label}: {state}.")
     if problems:
         lines.append("Skipped: " + "; ".join(problems))
     head, rest = lines[:4], [line for line in lines[4:] if line]
@@ -479,4 +516,7 @@ def sweep_report(points: Sequence[SweepPoint], settings, min_recall: float = 0.9
             "json": {"sweep_id": sweep_id, "generation": generation, "points": [p.as_dict() for p in points],
                      "recommended": chosen.as_dict() if chosen else None,
                      "configured": configured.label if configured else None,
-                     "configured_on_front": bool(current and current.pareto), "problems": list(problems)}}
+                     "configured_on_front": bool(current and current.pareto),
+                     "applied": applied.label if applied else None,
+                     "applied_on_front": bool(applied_point and applied_point.pareto) if applied else None,
+                     "problems": list(problems)}}

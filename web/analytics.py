@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 
 from indexer.analytics import RUN_SORT_KEYS, compare_runs, get_run, list_runs
-from indexer.sweep import configured_setting, find_point, list_sweeps, load_sweep, recommend
+from indexer.sweep import DEFAULT_MIN_RECALL, configured_setting, find_point, list_sweeps, load_sweep, recommend
 from web import runtime
 from web.charts import pareto_chart, recall_chart
 from web.errors import ApiError
@@ -24,7 +24,6 @@ from web.errors import ApiError
 bp = Blueprint("analytics", __name__)
 
 TOKEN_COOKIE = "lookalike_analytics"
-MIN_RECALL = 0.95
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
 
@@ -116,13 +115,13 @@ def _sweep_view(sweep_id: str) -> dict[str, Any] | None:
     if not points:
         return None
     settings = runtime(current_app).settings
-    chosen = recommend(points, MIN_RECALL)
+    chosen = recommend(points, DEFAULT_MIN_RECALL)
     first = points[0]
     configured = configured_setting(settings, first.n_vectors + first.n_queries, 0)
     current = find_point(points, configured.spec, configured.nprobe, configured.ef_search)
     rows = [{**p.as_dict(), "recommended": p is chosen, "configured": p is current} for p in points]
     return {"sweep_id": sweep_id, "k": first.k, "n_vectors": first.n_vectors, "n_queries": first.n_queries,
-            "points": rows, "recommended": chosen.as_dict() if chosen else None, "min_recall": MIN_RECALL,
+            "points": rows, "recommended": chosen.as_dict() if chosen else None, "min_recall": DEFAULT_MIN_RECALL,
             "configured": configured.label, "configured_measured": current is not None,
             "configured_on_front": bool(current and current.pareto)}
 

@@ -138,6 +138,7 @@ def test_sweep_cli_stores_results_and_apply_rebuilds(tmp_path, shared_data, smal
                                                     "HNSW8 efSearch=8", "HNSW8 efSearch=32"]
     assert body["recommended"]["pareto"] and body["configured"] == "Flat"  # "auto" below 50k vectors
     assert isinstance(body["configured_on_front"], bool)
+    assert body["applied"] == "IVF2,Flat nprobe=32" and body["applied_on_front"] is False  # nprobe 32 not measured
     assert "generation" in res.stderr and "IVF2,Flat" in res.stderr
     new_text = config.read_text()
     assert new_text == text.replace('spec = "auto"', 'spec = "IVF2,Flat"')
@@ -153,3 +154,26 @@ def test_sweep_cli_stores_results_and_apply_rebuilds(tmp_path, shared_data, smal
                      config=config)
     assert bad.returncode == 2 and bad.stderr.startswith("error: invalid index spec")
     assert config.read_text() == new_text
+
+
+def test_apply_recommended_writes_spec_and_knob(tmp_path, small_embedder, shared_data):
+    """--apply recommended: the recommended point's spec and efSearch land in config.toml; the setting written is
+    the one on the measured front."""
+    import dataclasses
+
+    from indexer.generations import load_generation
+    from indexer.sweep import apply_spec, resolve_apply, sweep_report
+    from tests.web.conftest import build_indexed_catalog
+
+    settings, _ = build_indexed_catalog(tmp_path / "c", small_embedder, n=24)
+    points = measure_sweep(clustered_unit_vectors(300, 8, seed=2), sweep_settings(["HNSW8"], [], [4, 64]), k=5,
+                           n_queries=20, budget_s=0.0)
+    chosen = resolve_apply(points, "recommended", settings, 0.0)
+    assert chosen.ef_search in (4, 64) and recommend(points, 0.0).pareto
+    report = sweep_report(points, settings, 0.0, applied=chosen)
+    assert report["json"]["applied_on_front"] is True and "Applied as the new default" in report["markdown"]
+    assert resolve_apply(points, "Flat", settings, 0.99) == SweepSetting("Flat")
+    gen, count = apply_spec(settings, dataclasses.replace(chosen, ef_search=77), small_embedder)
+    data = tomllib.loads((tmp_path / "c" / "config.toml").read_text())
+    assert data["index"]["spec"] == "HNSW8" and data["index"]["ef_search"] == 77 and "nprobe" not in data["index"]
+    assert count == 24 and load_generation(settings.index_dir).manifest.spec == "HNSW8"
