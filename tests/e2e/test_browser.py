@@ -196,3 +196,20 @@ def test_phone_layout(browser, live_server, live_rows):
         screenshot(page, "10-phone-item")
     finally:
         context.close()
+
+
+def test_crop_box_on_a_catalog_item(page, live_server, live_rows):
+    """After "more like this", dragging a box on the item's picture searches that region as an upload."""
+    page.goto("/?item=5")
+    wait_for_results(page, 24)
+    page.wait_for_function("() => document.getElementById('query-image').naturalWidth > 0")
+    img = page.locator("#query-image").bounding_box()
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as resp_info:
+        page.mouse.move(img["x"] + 0.1 * img["width"], img["y"] + 0.1 * img["height"])
+        page.mouse.down()
+        page.mouse.move(img["x"] + 0.9 * img["width"], img["y"] + 0.9 * img["height"], steps=5)
+        page.mouse.up()
+    body = resp_info.value.json()
+    assert body["query"]["crop"] == pytest.approx([0.1, 0.1, 0.9, 0.9], abs=0.03)
+    wait_for_results(page)
+    assert page.url.endswith("/") and body["results"][0]["id"] == 5
