@@ -150,7 +150,8 @@ def pareto_chart(points: Sequence[dict], title: str = "recall vs queries/s", wid
         pts = " ".join(f"{f.x(max(p['queries_per_s'], 1e-3)):.1f},{f.y(p['recall']):.1f}" for p in front)
         parts.append(f'<polyline class="pareto-front" points="{pts}" fill="none" stroke="#d62728" '
                      f'stroke-width="2" stroke-dasharray="6 4"/>')
-    for p in points:
+    # Dominated points first, so a front point is never hidden under one with nearly the same numbers.
+    for p in sorted(points, key=lambda p: (bool(p.get("pareto")), bool(p.get("recommended")))):
         x, y = f.x(max(p["queries_per_s"], 1e-3)), f.y(p["recall"])
         on = bool(p.get("pareto"))
         colour = "#d62728" if on else "#8a93a6"
