@@ -670,8 +670,10 @@ def make_outfits_cmd(settings: Settings, out_dir: str, catalog: str | None, spli
 @click.option("--val-outfits", default=1000, show_default=True, type=click.IntRange(0))
 @click.option("--test-outfits", default=3000, show_default=True, type=click.IntRange(0))
 @click.option("--proxy-seed", default=0, show_default=True, type=int)
-@click.option("--proxy-dir", default="var/outfits/proxy", show_default=True,
-              help="Also write the PROXY datasets here (Polyvore layout); '' = don't.")
+@click.option("--proxy-dir", default=None,
+              help="Also write the PROXY datasets here, Polyvore layout (default <outfit.cache_dir>/proxy; '' = no).")
+@click.option("--colour-bins", default=8, show_default=True, type=click.IntRange(0, 16),
+              help="Colour descriptor bins per channel appended to the image vectors (0 = image vectors only).")
 @click.option("--epochs", default=None, type=click.IntRange(1))
 @click.option("--embed-dim", default=None, type=click.IntRange(1))
 @click.option("--hidden", default=None, type=click.IntRange(0))
@@ -686,8 +688,8 @@ def make_outfits_cmd(settings: Settings, out_dir: str, catalog: str | None, spli
               help="Do nothing when the checkpoint already fits the configured model and slots (make run).")
 @with_settings
 def train_outfits_cmd(settings: Settings, out: str | None, splits_file: str | None, train_outfits: int,
-                      val_outfits: int, test_outfits: int, proxy_seed: int, proxy_dir: str, slot_epochs: int | None,
-                      seed: int, threads: int, if_stale: bool, **hyper: Any) -> None:
+                      val_outfits: int, test_outfits: int, proxy_seed: int, proxy_dir: str | None, colour_bins: int,
+                      slot_epochs: int | None, seed: int, threads: int, if_stale: bool, **hyper: Any) -> None:
     """Train the outfit model (type-aware compatibility + slot classifier) on PROXY outfits of the indexed
     catalog's train products; report held-out test numbers; write the checkpoint outfit.checkpoint points at.
     Hyper-parameters left out take engine.outfit_training.CompatConfig's defaults."""
@@ -708,7 +710,9 @@ def train_outfits_cmd(settings: Settings, out: str | None, splits_file: str | No
     opts = OutfitTrainOptions(
         out=outfit_checkpoint(settings, out), splits_file=Path(splits_file) if splits_file else None,
         train_outfits=train_outfits, val_outfits=val_outfits, test_outfits=test_outfits, proxy_seed=proxy_seed,
-        proxy_dir=settings.resolve_path(proxy_dir) if proxy_dir else None, command=_command_line())
+        proxy_dir=(settings.resolve_path(settings.outfit.cache_dir) / "proxy" if proxy_dir is None
+                   else settings.resolve_path(proxy_dir) if proxy_dir else None),
+        colour_bins=colour_bins, command=_command_line())
     compat = CompatConfig(**{k: v for k, v in hyper.items() if v is not None}, seed=seed)
     slot = dataclasses.replace(SlotConfig(), seed=seed, **({"epochs": slot_epochs} if slot_epochs else {}))
     train_outfits(settings, open_store(settings), embedder, opts, compat, slot, echo=click.echo)

@@ -55,7 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config.toml")
     parser.add_argument("--checkpoint", default=None, help="Outfit model (default: outfit.checkpoint).")
-    parser.add_argument("--work-dir", default="var/outfits/bench-proxy", help="Where the PROXY test set is written.")
+    parser.add_argument("--work-dir", default=None,
+                        help="Where the PROXY test set is written (default <outfit.cache_dir>/bench-proxy).")
     parser.add_argument("--queries", type=int, default=200, help="Catalog items timed (and checked for variety).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="Print, do not update BENCHMARKS.md.")
@@ -78,6 +79,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     settings = load_settings(args.config)
+    work_dir = args.work_dir or str(Path(settings.outfit.cache_dir) / "bench-proxy")
     store = open_store(settings)
     embedder = create_embedder_from_settings(settings)
     search = create_search_service(settings, store, embedder)
@@ -87,7 +89,7 @@ def main() -> None:
 
     # 1. Held-out PROXY test outfits: written and scored exactly as make-outfits + evaluate outfits do.
     t0 = time.perf_counter()
-    written = make_proxy_outfit_files(settings, settings.resolve_path(args.work_dir), ("test",),
+    written = make_proxy_outfit_files(settings, settings.resolve_path(work_dir), ("test",),
                                       n_outfits=int(meta["data"]["proxy"]["test"]["n_outfits"]) if meta.get("data")
                                       else 3000)["test"]
     ev = evaluate_outfit_files(settings, store, embedder, str(written["outfits"]),
@@ -95,13 +97,15 @@ def main() -> None:
     eval_s = time.perf_counter() - t0
     s = ev.scores
     gain = 100 * (s["model"]["fitb"] - s["visual_baseline"]["fitb"])
+    gain_colour = 100 * (s["model"]["fitb"] - s.get("visual_colour_baseline", s["visual_baseline"])["fitb"])
 
     # 2. Slot classifier on test products (never seen in training).
-    catalog = load_outfit_catalog(store, embedder.fingerprint, rules)
+    catalog = load_outfit_catalog(store, embedder.fingerprint, rules, service.model.colour_bins,
+                                  settings.resolve_path(settings.outfit.cache_dir))
     split = assign_splits(catalog.external_ids)
     test = np.array([split[e] == "test" for e in catalog.external_ids])
     labels = np.where(catalog.slots >= 0, catalog.slots, len(rules.slots))
-    acc = slot_accuracy(service.model, catalog.vectors[test], labels[test])
+    acc = slot_accuracy(service.model, catalog.features[test], labels[test])
 
     # 3. Latency and variety over catalog items with a slot.
     rng = np.random.default_rng(0)
@@ -116,6 +120,7 @@ def main() -> None:
     variety = _variety(service, sample[:50], settings.outfit.per_slot)
 
     names = {"model": "learned type-aware model", "visual_baseline": "visual similarity only (cosine)",
+             "visual_colour_baseline": "visual + colour-descriptor similarity (cosine)",
              "taxonomy_rules_ceiling": "the proxy's own rules on taxonomy (ceiling)"}
     rows = [[names[k], f"{v['auc']:.4f}", f"{v['fitb']:.4f}"] for k, v in s.items()]
     slot_rows = [[name, f"{acc.get(f'recall/{name}', float('nan')):.4f}", acc.get(f"n/{name}", 0)]
@@ -129,14 +134,16 @@ every item replaced by a random item of the same slot from other outfits) and {e
 questions (the hidden item among 4 candidates of its slot).
 
 Commands (what this script runs, through the same functions):
-`python manage.py make-outfits --out {args.work_dir}` then
-`python manage.py evaluate outfits --outfits {args.work_dir}/test.json --questions {args.work_dir}/compatibility_test.txt --questions {args.work_dir}/fill_in_blank_test.json`.
+`python manage.py make-outfits --out {work_dir}` then
+`python manage.py evaluate outfits --outfits {work_dir}/test.json --questions
+{work_dir}/compatibility_test.txt --questions {work_dir}/fill_in_blank_test.json`.
 Outfit model: `{meta.get('command') or 'python manage.py train-outfits'}` ({Path(ev.checkpoint).name},
 {Path(ev.checkpoint).stat().st_size / 1e6:.1f} MB, trained on vectors of model {embedder.fingerprint[:12]}).
 
 {markdown_table(["scorer (PROXY test outfits)", "compatibility AUC", "FITB accuracy"], rows)}
 
-Learned vs visual similarity: **{gain:+.1f} points FITB** on the same questions. Chance FITB is 0.25.
+Learned vs visual similarity only: **{gain:+.1f} points FITB** on the same questions ({gain_colour:+.1f} vs
+visual + colour-descriptor similarity, the same inputs the learned model gets). Chance FITB is 0.25.
 The ceiling row scores pairs by the very rules that built the outfits, reading gender/usage/colour from the
 taxonomy: compatibility is then nearly trivial (negatives almost always break a rule), while FITB stays below 1
 because random wrong answers often satisfy the rules too. The learned model sees only image vectors, so its gap

@@ -69,15 +69,20 @@ class OutfitModel(nn.Module):
         hidden: Hidden width of the general-embedding MLP (0 = linear).
         slot_hidden: Hidden width of the slot classifier (0 = linear).
         dropout: Dropout rate inside the general-embedding MLP while training.
+        colour_bins: Bins per channel of the colour descriptor (engine/colour.py) appended to each image vector
+            (0 = none); ``in_dim`` includes it.
     """
 
     def __init__(self, in_dim: int, slots: Sequence[str], embed_dim: int = 64, hidden: int = 256,
-                 slot_hidden: int = 256, dropout: float = 0.0) -> None:
+                 slot_hidden: int = 256, dropout: float = 0.0, colour_bins: int = 0) -> None:
         super().__init__()
         if in_dim <= 0 or embed_dim <= 0 or len(slots) < 2 or len(set(slots)) != len(slots):
             raise ValueError(f"bad outfit model shape in_dim={in_dim} embed_dim={embed_dim} slots={list(slots)}")
         self.in_dim, self.embed_dim, self.hidden, self.slot_hidden = in_dim, embed_dim, hidden, slot_hidden
         self.dropout = float(dropout)
+        self.colour_bins = int(colour_bins)
+        if self.colour_dim >= in_dim:
+            raise ValueError(f"in_dim {in_dim} leaves no room for an image vector beside {self.colour_dim} colour dims")
         self.slots = tuple(slots)
         self.general = _mlp(in_dim, hidden, embed_dim, dropout)
         self.register_buffer("pairs", pair_table(len(slots)), persistent=False)
@@ -87,15 +92,26 @@ class OutfitModel(nn.Module):
         self.slot_head = _mlp(in_dim, slot_hidden, len(slots) + 1)
 
     @property
+    def colour_dim(self) -> int:
+        """Dimensions of the colour descriptor at the end of each input (0 without one)."""
+        return self.colour_bins**3 if self.colour_bins else 0
+
+    @property
+    def image_dim(self) -> int:
+        """Dimension of the image vector part of the input (the served embedder's ``dim``)."""
+        return self.in_dim - self.colour_dim
+
+    @property
     def spec(self) -> dict[str, Any]:
-        """JSON-able shape: in_dim, embed_dim, hidden, slot_hidden, dropout, slots."""
+        """JSON-able shape: in_dim, embed_dim, hidden, slot_hidden, dropout, colour_bins, slots."""
         return {"in_dim": self.in_dim, "embed_dim": self.embed_dim, "hidden": self.hidden,
-                "slot_hidden": self.slot_hidden, "dropout": self.dropout, "slots": list(self.slots)}
+                "slot_hidden": self.slot_hidden, "dropout": self.dropout, "colour_bins": self.colour_bins,
+                "slots": list(self.slots)}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> OutfitModel:
         return cls(int(spec["in_dim"]), list(spec["slots"]), int(spec["embed_dim"]), int(spec["hidden"]),
-                   int(spec["slot_hidden"]), float(spec.get("dropout", 0.0)))
+                   int(spec["slot_hidden"]), float(spec.get("dropout", 0.0)), int(spec.get("colour_bins", 0)))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_dim) image vectors -> (N, embed_dim) general embeddings."""

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
+from engine.colour import with_colour
 from indexer.models import STATUS_ACTIVE, TAXONOMY_COLUMNS, CatalogItem
+from indexer.outfit_colours import catalog_colours
 from indexer.outfit_slots import SlotRules
 from indexer.store import Store
 
@@ -28,6 +31,7 @@ class OutfitCatalog:
         taxonomy: Row-aligned dicts of the taxonomy columns (values may be None).
         vectors: (N, dim) float32 image vectors.
         slots: (N,) slot id from the taxonomy rules, -1 where no rule matches.
+        colours: (N, bins**3) colour descriptors of the images, or None.
     """
 
     ids: np.ndarray
@@ -35,6 +39,12 @@ class OutfitCatalog:
     taxonomy: list[dict[str, Any]]
     vectors: np.ndarray
     slots: np.ndarray
+    colours: np.ndarray | None = None
+
+    @property
+    def features(self) -> np.ndarray:
+        """The outfit model's inputs: image vectors with colour descriptors appended."""
+        return with_colour(self.vectors, self.colours)
 
     def rows_of(self, external_ids: Sequence[str]) -> dict[str, int]:
         """{external id: row} for the ids present."""
@@ -71,8 +81,10 @@ def has_taxonomy(tax: dict[str, Any]) -> bool:
     return any(tax.get(c) for c in TAXONOMY_COLUMNS)
 
 
-def load_outfit_catalog(store: Store, fingerprint: str, rules: SlotRules) -> OutfitCatalog:
-    """Every active item with a vector from ``fingerprint``, its taxonomy and slot.
+def load_outfit_catalog(store: Store, fingerprint: str, rules: SlotRules, colour_bins: int = 0,
+                        cache_dir: Path | None = None) -> OutfitCatalog:
+    """Every active item with a vector from ``fingerprint``, its taxonomy, slot and (with ``colour_bins``) the
+    colour descriptor of its image (cached in ``cache_dir``).
 
     Raises:
         ValueError: No item has a vector from this model (the catalog is not indexed with it).
@@ -84,5 +96,6 @@ def load_outfit_catalog(store: Store, fingerprint: str, rules: SlotRules) -> Out
     tax = item_taxonomy(store)
     rows = [tax.get(int(i), {"external_id": str(i)}) for i in ids]
     taxonomy = [{c: r.get(c) for c in TAXONOMY_COLUMNS} for r in rows]
+    colours = catalog_colours(store, ids.tolist(), colour_bins, cache_dir) if colour_bins else None
     return OutfitCatalog(ids=ids, external_ids=[str(r["external_id"]) for r in rows], taxonomy=taxonomy,
-                         vectors=vectors, slots=slots_from_taxonomy(taxonomy, rules))
+                         vectors=vectors, slots=slots_from_taxonomy(taxonomy, rules), colours=colours)

@@ -17,11 +17,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from engine.outfit_model import OutfitModel, cosine_pair_scorer, model_pair_scorer
+from engine.colour import with_colour
+from engine.outfit_model import OutfitModel, model_pair_scorer
 from engine.outfit_training import OutfitQuestions
 from indexer.images import ImageDecodeError, decode_image
 from indexer.models import STATUS_ACTIVE, CatalogItem, ItemEmbedding
+from indexer.outfit_colours import image_colours
 from indexer.outfit_slots import SlotRules
+from indexer.outfit_train import baseline_scorers
 from indexer.polyvore import OutfitDataset
 from indexer.proxy_outfits import rule_pair_scores
 from indexer.store import Store
@@ -106,12 +109,31 @@ def item_slots(ds: OutfitDataset, rules: SlotRules, category_map: Mapping[str, s
     return out
 
 
-def evaluate_outfit_dataset(ds: OutfitDataset, vectors: Mapping[str, np.ndarray], slots: Mapping[str, int],
-                            model: OutfitModel, dataset: str = "") -> OutfitEvaluation:
-    """Score the dataset's questions with the learned model, the visual baseline and (if possible) the rules.
+def item_colours(store: Store, item_ids: Sequence[str], bins: int, images_root: Path | None,
+                 max_pixels: int = 40_000_000) -> dict[str, np.ndarray]:
+    """Colour descriptors of dataset items: catalog items from their stored image, others from
+    ``<images_root>/<item_id>.jpg`` (zeros when neither exists)."""
+    wanted = list(dict.fromkeys(str(i) for i in item_ids))
+    paths: dict[str, str] = {}
+    with store.sessions() as s:
+        for start in range(0, len(wanted), 5000):
+            stmt = select(CatalogItem.external_id, CatalogItem.image_path).where(
+                CatalogItem.status == STATUS_ACTIVE, CatalogItem.external_id.in_(wanted[start:start + 5000]))
+            paths.update({str(e): p for e, p in s.execute(stmt)})
+    files = [paths.get(i) or (str(images_root / f"{i}.jpg") if images_root else None) for i in wanted]
+    return dict(zip(wanted, image_colours(files, bins, max_pixels), strict=True))
 
-    Questions naming an item without a vector or a slot are dropped (and counted).
+
+def evaluate_outfit_dataset(ds: OutfitDataset, vectors: Mapping[str, np.ndarray], slots: Mapping[str, int],
+                            model: OutfitModel, dataset: str = "",
+                            colours: Mapping[str, np.ndarray] | None = None) -> OutfitEvaluation:
+    """Score the dataset's questions with the learned model, the similarity baselines and (if possible) the rules.
+
+    Questions naming an item without a vector or a slot are dropped (and counted). ``colours`` (item id ->
+    descriptor) is required when the model uses colour descriptors.
     """
+    if model.colour_bins and colours is None:
+        raise ValueError("this outfit model uses colour descriptors: pass the items' colours")
     usable = [i for i in ds.items if i in vectors and i in slots]
     row = {i: k for k, i in enumerate(usable)}
     q = OutfitQuestions()
@@ -132,8 +154,10 @@ def evaluate_outfit_dataset(ds: OutfitDataset, vectors: Mapping[str, np.ndarray]
     dim = model.in_dim
     v = np.stack([vectors[i] for i in usable]) if usable else np.zeros((0, dim), np.float32)
     slot_ids = np.array([slots[i] for i in usable], np.int64)
-    scorers: dict[str, Callable] = {"model": model_pair_scorer(model, model.general_embeddings(v), slot_ids),
-                                    "visual_baseline": cosine_pair_scorer(v)}
+    c = np.stack([colours[i] for i in usable]) if (colours is not None and usable) else None
+    features = with_colour(v, c) if model.colour_bins else v
+    scorers: dict[str, Callable] = {"model": model_pair_scorer(model, model.general_embeddings(features), slot_ids),
+                                    **baseline_scorers(v, c)}
     if usable and all({"gender", "usage", "base_colour"} <= set(ds.items[i]) for i in usable):
         scorers["taxonomy_rules_ceiling"] = rule_pair_scores(ds.items, usable)
     scores = {name: q.evaluate(scorer) for name, scorer in scorers.items()}
@@ -151,6 +175,7 @@ def format_evaluation(ev: OutfitEvaluation, echo: Callable[[str], None]) -> None
          + (f"; {ev.dropped_questions} dropped ({len(ev.missing_items)} items without vectors)"
             if ev.dropped_questions else ""))
     names = {"model": "learned (type-aware)", "visual_baseline": "visual similarity only",
+             "visual_colour_baseline": "visual + colour similarity",
              "taxonomy_rules_ceiling": "proxy rules on taxonomy (ceiling)"}
     for key, s in ev.scores.items():
         auc = f"{s['auc']:.4f}" if "auc" in s else "  -   "

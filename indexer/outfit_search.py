@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from engine.colour import colour_descriptor, with_colour
 from engine.outfit_metrics import mmr_select
 from engine.outfit_model import NONE_SLOT, OutfitModel, OutfitModelError, load_outfit_model
 from indexer.images import crop_box
 from indexer.outfit_catalog import has_taxonomy, item_taxonomy, slots_from_taxonomy
+from indexer.outfit_colours import catalog_colours
 from indexer.outfit_slots import SlotRules, parse_slot_rules
 from indexer.search import Hit, SearchService
 from indexer.settings import OutfitSettings
@@ -91,9 +93,9 @@ def check_outfit_model(model: OutfitModel, meta: Mapping[str, Any], rules: SlotR
         OutfitModelError: With the command that fixes it.
     """
     fix = "run `python manage.py train-outfits` (docs/outfits.md)"
-    if meta.get("fingerprint") != fingerprint or model.in_dim != dim:
+    if meta.get("fingerprint") != fingerprint or model.image_dim != dim:
         raise OutfitModelError(f"the outfit model was trained on vectors of model {meta.get('fingerprint')} "
-                               f"(dim {model.in_dim}); the served model is {fingerprint} (dim {dim}): {fix}")
+                               f"(dim {model.image_dim}); the served model is {fingerprint} (dim {dim}): {fix}")
     if tuple(model.slots) != tuple(rules.slots):
         raise OutfitModelError(f"the outfit model knows slots {', '.join(model.slots)} but outfit.slots configures "
                                f"{', '.join(rules.slots)}: {fix}")
@@ -108,12 +110,15 @@ class OutfitService:
         checkpoint: Path of the outfit model.
         embed: Image embedding function to use for photos (defaults to ``search.embed``); the web app passes the
             query engine's, which serialises forward passes.
+        cache_dir: Where catalog colour descriptors are cached (None: computed, not cached).
     """
 
     def __init__(self, search: SearchService, settings: OutfitSettings, checkpoint: Path,
-                 embed: Callable[[Sequence[Image.Image]], np.ndarray] | None = None) -> None:
+                 embed: Callable[[Sequence[Image.Image]], np.ndarray] | None = None,
+                 cache_dir: Path | None = None) -> None:
         self.search = search
         self.settings = settings
+        self.cache_dir = cache_dir
         self.rules = parse_slot_rules(settings.slots, settings.templates)
         self.model, self.meta = load_outfit_model(checkpoint)
         check_outfit_model(self.model, self.meta, self.rules, search.embedder.fingerprint, search.embedder.dim)
@@ -138,18 +143,33 @@ class OutfitService:
                 self._state = self._build(gen.manifest.name, gen.ids, gen.vectors)
             return self._state
 
+    def _colours(self, ids: Sequence[int]) -> np.ndarray | None:
+        if not self.model.colour_bins:
+            return None
+        return catalog_colours(self.search.store, list(ids), self.model.colour_bins, self.cache_dir)
+
+    def _features(self, vectors: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
+        return with_colour(np.atleast_2d(vectors), None if colours is None else np.atleast_2d(colours))
+
     def _build(self, name: str, ids: np.ndarray, vectors: np.ndarray) -> _CatalogState:
         tax = item_taxonomy(self.search.store, ids.tolist())
+        colours = self._colours(ids.tolist())
         rows = [tax.get(int(i), {}) for i in ids]
         slots = slots_from_taxonomy(rows, self.rules)
         # Items without any taxonomy (a folder of images) get the classifier's slot when it is confident.
         bare = np.array([not has_taxonomy(r) for r in rows], bool)
         if bare.any():
-            probs = self.model.slot_probabilities(vectors[bare])
+            where = np.nonzero(bare)[0]
+            probs = self.model.slot_probabilities(self._features(vectors[where], None if colours is None
+                                                                 else colours[where]))
             best = probs.argmax(1)
             ok = (best < len(self.rules.slots)) & (probs.max(1) >= MIN_CLASSIFIER_CONFIDENCE)
             slots[np.nonzero(bare)[0]] = np.where(ok, best, -1)
-        general = self.model.general_embeddings(vectors)
+        # In chunks: the image vectors plus colours of a whole catalog would be a large temporary copy.
+        step = 8192
+        general = np.concatenate([self.model.general_embeddings(self._features(
+            vectors[i:i + step], None if colours is None else colours[i:i + step])) for i in range(0, len(ids), step)]
+        ) if len(ids) else np.zeros((0, self.model.embed_dim), np.float32)
         slot_rows = {s: np.nonzero(slots == s)[0] for s in range(len(self.rules.slots))}
         log.info("outfits: %s, %d items in slots (%s)", name, int((slots >= 0).sum()),
                  ", ".join(f"{self.rules.slots[s]} {len(r)}" for s, r in slot_rows.items()))
@@ -169,16 +189,21 @@ class OutfitService:
         state = self._current()
         row = state.row_of.get(int(item_id))
         if row is not None:
-            vector, slot, tagged = state.vectors[row], int(state.slots[row]), bool(state.tagged[row])
+            general, slot, tagged = state.general[row], int(state.slots[row]), bool(state.tagged[row])
+            features = None
         else:  # indexed after the served generation was built
             vector = self.search.store.get_vector(int(item_id), self.search.embedder.fingerprint)
             tax = item_taxonomy(self.search.store, [int(item_id)]).get(int(item_id))
             if vector is None or tax is None:
                 return None
+            features = self._features(vector, self._colours([int(item_id)]))
+            general = self.model.general_embeddings(features)[0]
             slot, tagged = int(slots_from_taxonomy([tax], self.rules)[0]), has_taxonomy(tax)
         confidence = None
         if not tagged:
-            probs = self.model.slot_probabilities(vector[None, :])[0]
+            if features is None:
+                features = self._features(state.vectors[row], self._colours([int(item_id)]))
+            probs = self.model.slot_probabilities(features)[0]
             confidence = float(probs.max())
             if row is None:
                 best = int(probs.argmax())
@@ -187,7 +212,7 @@ class OutfitService:
         if slot < 0:
             return OutfitResult(None, source, confidence, [], state.generation,
                                 note="this item is not part of an outfit (no outfit slot fits its category)")
-        return self._complete(state, vector, slot, source, confidence, filters, per_slot, {int(item_id)})
+        return self._complete(state, general, slot, source, confidence, filters, per_slot, {int(item_id)})
 
     def for_image(self, image: Image.Image, crop: tuple[float, float, float, float] | None = None,
                   slot: str | None = None, filters: Mapping[str, Sequence[str]] | None = None,
@@ -203,22 +228,25 @@ class OutfitService:
         state = self._current()
         if crop is not None:
             image = crop_box(image, crop)
-        vector = self._embed([image])[0]
+        colours = (colour_descriptor(image, self.model.colour_bins)[None, :] if self.model.colour_bins else None)
+        features = self._features(self._embed([image])[0], colours)
+        general = self.model.general_embeddings(features)[0]
         if slot is not None:
-            return self._complete(state, vector, self.rules.slot_index(slot), "client", None, filters, per_slot, set())
-        probs = self.model.slot_probabilities(vector[None, :])[0]
+            return self._complete(state, general, self.rules.slot_index(slot), "client", None, filters, per_slot,
+                                  set())
+        probs = self.model.slot_probabilities(features)[0]
         real = probs[:len(self.rules.slots)]
         best = int(real.argmax())
         note = None
         if probs[-1] > real[best]:
             note = (f"the photo does not look like an outfit item ({NONE_SLOT}: {probs[-1]:.2f}); showing the look "
                     f"for its likeliest slot, {self.rules.slots[best]}")
-        result = self._complete(state, vector, best, "classifier", float(real[best]), filters, per_slot, set())
+        result = self._complete(state, general, best, "classifier", float(real[best]), filters, per_slot, set())
         result.note = note
         return result
 
-    def _complete(self, state: _CatalogState, vector: np.ndarray, slot: int, source: str, confidence: float | None,
-                  filters: Mapping[str, Sequence[str]] | None, per_slot: int | None,
+    def _complete(self, state: _CatalogState, query_general: np.ndarray, slot: int, source: str,
+                  confidence: float | None, filters: Mapping[str, Sequence[str]] | None, per_slot: int | None,
                   exclude: set[int]) -> OutfitResult:
         cfg = self.settings
         per_slot = per_slot or cfg.per_slot
@@ -228,7 +256,6 @@ class OutfitService:
         if exclude:
             keep = ~np.isin(state.ids, np.fromiter(exclude, np.int64))
             allowed = keep if allowed is None else allowed & keep
-        query_general = self.model.general_embeddings(np.asarray(vector, np.float32)[None, :])[0]
         context: list[tuple[np.ndarray, int]] = [(query_general, slot)]
         out: list[OutfitSlot] = []
         name = self.rules.slots[slot]

@@ -16,6 +16,7 @@ from indexer.outfit_eval import (
     catalog_vectors,
     embed_item_images,
     evaluate_outfit_dataset,
+    item_colours,
     item_slots,
 )
 from indexer.outfit_search import OutfitService, check_outfit_model
@@ -41,7 +42,8 @@ def outfit_checkpoint(settings: Settings, override: str | None = None) -> Path:
 def create_outfit_service(settings: Settings, search: SearchService, checkpoint: str | None = None,
                           embed: Callable | None = None) -> OutfitService:
     """The OutfitService over a search service (raises OutfitModelError when the model does not fit)."""
-    return OutfitService(search, settings.outfit, outfit_checkpoint(settings, checkpoint), embed=embed)
+    return OutfitService(search, settings.outfit, outfit_checkpoint(settings, checkpoint), embed=embed,
+                         cache_dir=settings.resolve_path(settings.outfit.cache_dir))
 
 
 def catalog_rows(settings: Settings, catalog: str | None = None) -> list[dict[str, Any]]:
@@ -87,12 +89,13 @@ def evaluate_outfit_files(settings: Settings, store: Store, embedder, outfits: s
     check_outfit_model(model, meta, rules, embedder.fingerprint, embedder.dim)
     vectors = catalog_vectors(store, embedder.fingerprint, list(ds.items))
     missing = [i for i in ds.items if i not in vectors]
-    if missing:
-        root = Path(images_root) if images_root else find_items_file(items or outfits).parent / "images"
-        if root.is_dir():
-            vectors.update(embed_item_images(embedder, missing, root, settings.web.max_image_pixels))
+    root = Path(images_root) if images_root else find_items_file(items or outfits).parent / "images"
+    if missing and root.is_dir():
+        vectors.update(embed_item_images(embedder, missing, root, settings.web.max_image_pixels))
+    colours = (item_colours(store, list(ds.items), model.colour_bins, root if root.is_dir() else None,
+                            settings.web.max_image_pixels) if model.colour_bins else None)
     slots = item_slots(ds, rules, parse_category_map(settings.outfit.polyvore_categories, rules))
-    ev = evaluate_outfit_dataset(ds, vectors, slots, model, dataset=str(outfits))
+    ev = evaluate_outfit_dataset(ds, vectors, slots, model, dataset=str(outfits), colours=colours)
     ev.checkpoint, ev.fingerprint = str(path), embedder.fingerprint
     return ev
 
@@ -115,7 +118,8 @@ def train_outfits(settings: Settings, store: Store, embedder, opts: OutfitTrainO
                   slot: SlotConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """`train-outfits`: PROXY outfits from the indexed catalog -> the outfit model checkpoint."""
     rules = outfit_rules(settings)
-    catalog = load_outfit_catalog(store, embedder.fingerprint, rules)
+    catalog = load_outfit_catalog(store, embedder.fingerprint, rules, opts.colour_bins,
+                                  settings.resolve_path(settings.outfit.cache_dir))
     echo(f"catalog: {len(catalog.ids)} items with vectors of model {embedder.fingerprint}, "
          f"{int((catalog.slots >= 0).sum())} in outfit slots")
     return train_outfit_model(catalog, rules, embedder.fingerprint, opts, compat, slot,

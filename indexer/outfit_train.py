@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.colour import with_colour
 from engine.outfit_model import OutfitModel, cosine_pair_scorer, model_pair_scorer, save_outfit_model
 from engine.outfit_training import (
     CompatConfig,
@@ -51,6 +52,7 @@ class OutfitTrainOptions:
     test_outfits: int = 3000
     proxy_seed: int = 0
     proxy_dir: Path | None = None
+    colour_bins: int = 8
     command: str = ""
 
 
@@ -92,19 +94,29 @@ def proxy_datasets(catalog: OutfitCatalog, rules: SlotRules, splits: dict[str, s
 def _digest(catalog: OutfitCatalog) -> str:
     h = hashlib.sha256()
     h.update(catalog.ids.astype("<i8").tobytes())
-    h.update(np.ascontiguousarray(catalog.vectors, "<f4").tobytes())
+    h.update(np.ascontiguousarray(catalog.features, "<f4").tobytes())
     return h.hexdigest()[:16]
 
 
+def baseline_scorers(vectors: np.ndarray, colours: np.ndarray | None) -> dict[str, Any]:
+    """Similarity-only baselines: cosine of the image vectors; and, when colour descriptors are used, cosine of
+    image vector + colour descriptor (each unit-norm, so they weigh the same)."""
+    out = {"visual_baseline": cosine_pair_scorer(vectors)}
+    if colours is not None:
+        out["visual_colour_baseline"] = cosine_pair_scorer(with_colour(vectors, colours))
+    return out
+
+
 def evaluate_scorers(ds: OutfitDataset, catalog: OutfitCatalog, model: OutfitModel) -> dict[str, dict[str, float]]:
-    """Learned model, visual-similarity baseline and the proxy's own rules (its ceiling) on the same questions."""
+    """Learned model, similarity-only baselines and the proxy's own rules (its ceiling) on the same questions."""
     row_of = catalog.rows_of(list(ds.items))
     q = questions_in_rows(ds, row_of)
-    general = model.general_embeddings(catalog.vectors)
+    general = model.general_embeddings(catalog.features)
     meta = {e: t for e, t in zip(catalog.external_ids, catalog.taxonomy, strict=True)}
-    return {"model": q.evaluate(model_pair_scorer(model, general, catalog.slots)),
-            "visual_baseline": q.evaluate(cosine_pair_scorer(catalog.vectors)),
-            "taxonomy_rules_ceiling": q.evaluate(rule_pair_scores(meta, catalog.external_ids))}
+    scores = {"model": q.evaluate(model_pair_scorer(model, general, catalog.slots))}
+    scores.update({k: q.evaluate(v) for k, v in baseline_scorers(catalog.vectors, catalog.colours).items()})
+    scores["taxonomy_rules_ceiling"] = q.evaluate(rule_pair_scores(meta, catalog.external_ids))
+    return scores
 
 
 def train_outfit_model(catalog: OutfitCatalog, rules: SlotRules, fingerprint: str, opts: OutfitTrainOptions,
@@ -134,17 +146,19 @@ def train_outfit_model(catalog: OutfitCatalog, rules: SlotRules, fingerprint: st
     row_of_train = catalog.rows_of(list(datasets["train"].items))
     train_outfits = [[row_of_train[i] for i in items] for items in datasets["train"].outfits.values()]
     val_q = questions_in_rows(datasets["val"], catalog.rows_of(list(datasets["val"].items)))
+    features = catalog.features
+    colour_bins = opts.colour_bins if catalog.colours is not None else 0
     model, history = train_compatibility(
-        catalog.vectors, train_slots, len(rules.slots), rules.slots, train_outfits,
+        features, train_slots, len(rules.slots), rules.slots, train_outfits,
         val_q if val_q.fitb_items or val_q.compat_outfits else None, compat_cfg,
-        model=OutfitModel(catalog.vectors.shape[1], rules.slots, compat_cfg.embed_dim, compat_cfg.hidden,
-                          slot_cfg.hidden, compat_cfg.dropout),
+        model=OutfitModel(features.shape[1], rules.slots, compat_cfg.embed_dim, compat_cfg.hidden,
+                          slot_cfg.hidden, compat_cfg.dropout, colour_bins),
         on_epoch=lambda r: echo(r.line(compat_cfg.epochs)))
     labels = np.where(catalog.slots >= 0, catalog.slots, len(rules.slots))
     train_mask = split_arr == "train"
-    train_slot_classifier(model, catalog.vectors[train_mask], labels[train_mask], slot_cfg)
+    train_slot_classifier(model, features[train_mask], labels[train_mask], slot_cfg)
     test_mask = split_arr == "test"
-    metrics = {"slot_classifier_test": slot_accuracy(model, catalog.vectors[test_mask], labels[test_mask])}
+    metrics = {"slot_classifier_test": slot_accuracy(model, features[test_mask], labels[test_mask])}
     if datasets["test"].outfits:
         metrics["proxy_test"] = evaluate_scorers(datasets["test"], catalog, model)
     meta = {
@@ -153,7 +167,8 @@ def train_outfit_model(catalog: OutfitCatalog, rules: SlotRules, fingerprint: st
         "slots": list(rules.slots), "templates": ["+".join(t) for t in rules.templates],
         "slot_rules": [f"{r.slot}: " + "; ".join(f"{c.column}{'!=' if c.negated else '='}{'|'.join(sorted(c.values))}"
                                                  for c in r.conditions) for r in rules.rules],
-        "data": {"items": int(len(catalog.ids)), "vectors_sha256_16": _digest(catalog), "split_source": split_source,
+        "data": {"items": int(len(catalog.ids)), "features_sha256_16": _digest(catalog), "split_source": split_source,
+                 "colour_bins": colour_bins,
                  "proxy": {k: ds.manifest for k, ds in datasets.items()}},
         "compat_config": config_dict(compat_cfg), "slot_config": config_dict(slot_cfg),
         "history": [{"epoch": r.epoch, "loss": round(r.loss, 5), "val": r.val} for r in history],

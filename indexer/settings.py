@@ -98,6 +98,7 @@ class OutfitSettings:
     slots: tuple[str, ...] = DEFAULT_OUTFIT_SLOTS
     templates: tuple[str, ...] = DEFAULT_OUTFIT_TEMPLATES
     checkpoint: str = "models/outfits/outfit-model.pt"
+    cache_dir: str = "var/outfits"
     per_slot: int = 4
     candidates: int = 60
     mmr_lambda: float = 0.7
