@@ -696,7 +696,8 @@ def train_outfits_cmd(settings: Settings, out: str | None, splits_file: str | No
     import dataclasses
 
     from engine.outfit_training import CompatConfig, SlotConfig
-    from indexer.outfit_service import outfit_checkpoint, outfit_model_status, train_outfits
+    from indexer.outfit_service import outfit_checkpoint, outfit_model_status
+    from indexer.outfit_service import train_outfits as run_training
     from indexer.outfit_train import OutfitTrainOptions
     from indexer.service import create_embedder_from_settings, open_store
 
@@ -715,7 +716,7 @@ def train_outfits_cmd(settings: Settings, out: str | None, splits_file: str | No
         colour_bins=colour_bins, command=_command_line())
     compat = CompatConfig(**{k: v for k, v in hyper.items() if v is not None}, seed=seed)
     slot = dataclasses.replace(SlotConfig(), seed=seed, **({"epochs": slot_epochs} if slot_epochs else {}))
-    train_outfits(settings, open_store(settings), embedder, opts, compat, slot, echo=click.echo)
+    run_training(settings, open_store(settings), embedder, opts, compat, slot, echo=click.echo)
 
 
 @evaluate.command("outfits")

@@ -121,3 +121,15 @@ def test_train_outfits_if_stale_keeps_a_current_model(fixture, small_embedder, t
     assert fixture.checkpoint.stat().st_mtime_ns == before
     ok, why = outfit_model_status(fixture.settings, small_embedder, str(tmp_path / "missing.pt"))
     assert not ok and "not found" in why
+
+
+def test_train_outfits_cli_writes_a_checkpoint_with_its_manifest(fixture, tmp_path):
+    out = tmp_path / "m.pt"
+    res = invoke(fixture, "train-outfits", "--out", str(out), "--train-outfits", "150", "--val-outfits", "20",
+                 "--test-outfits", "40", "--epochs", "1", "--slot-epochs", "1", "--hidden", "16", "--embed-dim", "8",
+                 "--colour-bins", "2", "--proxy-dir", "", "--threads", "1")
+    assert res.exit_code == 0, res.output
+    assert "PROXY train:" in res.output and "held-out PROXY test" in res.output
+    meta = json.loads((tmp_path / "m.pt.json").read_text())["meta"]
+    assert meta["proxy"] is True and meta["model"]["colour_bins"] == 2 and meta["model"]["embed_dim"] == 8
+    assert meta["command"] and meta["fingerprint"] == fixture.manifest["meta"]["fingerprint"]
