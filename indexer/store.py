@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.db import assert_database_current, create_db_engine, make_session_factory
@@ -106,34 +106,35 @@ class Store:
         price, attributes. Returns the SQL ids.
         """
         first = self.next_revisions(session, len(rows))
-        ids: list[int] = []
         now = utcnow()
+        ids: list[int | None] = [None] * len(rows)
+        fresh = [i for i, row in enumerate(rows) if not row.get("existing_id")]
+        if fresh:
+            # New items: one multi-row INSERT ... RETURNING (the common case of a bulk import).
+            values = [_item_values(rows[i]) | {"created_at": now, "updated_at": now} for i in fresh]
+            result = session.execute(insert(CatalogItem).returning(CatalogItem.id, sort_by_parameter_order=True),
+                                     values)
+            for i, new_id in zip(fresh, result.scalars(), strict=True):
+                ids[i] = new_id
+        embeddings = []
         for i, row in enumerate(rows):
-            item = session.get(CatalogItem, row["existing_id"]) if row.get("existing_id") else None
-            emb = None
-            if item is None:
-                item = CatalogItem(external_id=row["external_id"], created_at=now)
-                session.add(item)
-            else:
-                emb = session.get(ItemEmbedding, item.id)
-            _assign_meta(item, row)
-            item.content_sha256 = row["content_sha256"]
-            item.status = STATUS_ACTIVE
-            item.updated_at = now
-            if item.id is None:
-                session.flush()  # assigns the primary key the embedding row refers to
+            if ids[i] is None:  # an existing item whose image or model changed
+                item = session.get(CatalogItem, row["existing_id"])
+                _assign_meta(item, row)
+                item.content_sha256 = row["content_sha256"]
+                item.status = STATUS_ACTIVE
+                item.updated_at = now
+                ids[i] = item.id
             vec = np.ascontiguousarray(vectors[i], dtype="<f4")
-            if emb is None:
-                emb = ItemEmbedding(item_id=item.id)
-                session.add(emb)
-            emb.fingerprint = fingerprint
-            emb.content_sha256 = row["content_sha256"]
-            emb.dim = int(vec.shape[0])
-            emb.vector = vec.tobytes()
-            emb.revision = first + i
-            emb.embedded_at = now
-            ids.append(item.id)
-        return ids
+            embeddings.append({"item_id": ids[i], "fingerprint": fingerprint, "content_sha256": row["content_sha256"],
+                               "dim": int(vec.shape[0]), "vector": vec.tobytes(), "revision": first + i,
+                               "embedded_at": now})
+        session.flush()
+        replaced = [e["item_id"] for i, e in enumerate(embeddings) if rows[i].get("existing_id")]
+        if replaced:
+            session.execute(delete(ItemEmbedding).where(ItemEmbedding.item_id.in_(replaced)))
+        session.execute(insert(ItemEmbedding), embeddings)
+        return [int(i) for i in ids]  # type: ignore[arg-type]
 
     def update_metadata(self, session: Session, item_id: int, row: Mapping[str, Any]) -> None:
         item = session.get(CatalogItem, item_id)
@@ -316,6 +317,14 @@ def meta_tuple(row: Mapping[str, Any]) -> tuple:
 
 def _price_key(price: Any) -> str | None:
     return None if price is None else str(Decimal(str(price)).quantize(Decimal("0.01")))
+
+
+def _item_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values of a new catalog item from an import row."""
+    tax = row.get("taxonomy") or {}
+    return {"external_id": row["external_id"], "title": row.get("title") or "", "price": row.get("price"),
+            "image_path": row["image_path"], "content_sha256": row["content_sha256"], "status": STATUS_ACTIVE,
+            "attributes": dict(row.get("attributes") or {}), **{c: tax.get(c) for c in TAXONOMY_COLUMNS}}
 
 
 def _assign_meta(item: CatalogItem, row: Mapping[str, Any]) -> None:
