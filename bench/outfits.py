@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="Catalog items timed (and checked for variety).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="Print, do not update BENCHMARKS.md.")
+    parser.add_argument("--note", default="", help="A sentence added to the report (e.g. how the index was built).")
     args = parser.parse_args()
 
     import torch
@@ -164,6 +165,7 @@ Variety ({len(sample[:50])} catalog items, {settings.outfit.per_slot} picks per 
 Outfit query latency for a catalog item over {len(catalog.ids):,} items (exact scoring of every candidate of each
 slot, SQL hydration, MMR; {args.threads} threads): p50 **{np.percentile(times, 50):.1f} ms**, p95
 {np.percentile(times, 95):.1f} ms ({len(times)} queries). Evaluation run: {eval_s:.0f} s.
+{args.note}
 """
     print(body)
     if not args.no_write:

@@ -35,7 +35,7 @@ class CompatConfig:
     margin: float = 0.3
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    epochs: int = 12
+    epochs: int = 3
     batch_size: int = 1024
     mask_l1: float = 5e-4
     embed_l2: float = 5e-3
