@@ -126,8 +126,8 @@ def main() -> None:
     rows = [[names[k], f"{v['auc']:.4f}", f"{v['fitb']:.4f}"] for k, v in s.items()]
     slot_rows = [[name, f"{acc.get(f'recall/{name}', float('nan')):.4f}", acc.get(f"n/{name}", 0)]
                  for name in (*rules.slots, "none")]
-    body = f"""**PROXY outfits** — {PROXY_LABEL}. The catalog has no real outfits; every number here is measured on
-outfits built from its taxonomy by the rules in docs/outfits.md (one item per slot sharing gender — or Unisex —
+    body = f"""**{PROXY_LABEL}.** The catalog has no real outfits; every number here is measured on outfits
+built from its taxonomy by the rules in docs/outfits.md (one item per slot sharing gender — or Unisex —
 and usage, colours within one neutral group plus one accent family), from **test products only** (product-id
 split of indexer/splits.py, the same as the fine-tuning split; no test product was seen in training).
 Questions follow the Polyvore Outfits protocol: {ev.n_compatibility} compatibility outfits (half real, half with
@@ -147,13 +147,14 @@ Learned vs visual similarity only: **{gain:+.1f} points FITB** on the same quest
 visual + colour-descriptor similarity, the same inputs the learned model gets). Chance FITB is 0.25.
 The ceiling row scores pairs by the very rules that built the outfits, reading gender/usage/colour from the
 taxonomy: compatibility is then nearly trivial (negatives almost always break a rule), while FITB stays below 1
-because random wrong answers often satisfy the rules too. The learned model sees only image vectors, so its gap
-to the ceiling is what it fails to read from pixels (gender, usage, colour). Published references on **real**
+because random wrong answers often satisfy the rules too. The learned model sees only image vectors and colour
+descriptors, never the taxonomy, so its gap to the ceiling is what it fails to read from pixels (gender, usage,
+colour). Published references on **real**
 Polyvore Outfits (not comparable, different data): type-aware embeddings 0.86 AUC / 55% FITB; OutfitTransformer
 0.93 / 67%.
 
-Slot classifier (MLP on the image vector) on {acc['n']} test products: accuracy **{acc['accuracy']:.4f}**
-("none" = not an outfit item).
+Slot classifier (MLP on the image vector + colour descriptor) on {acc['n']} test products: accuracy
+**{acc['accuracy']:.4f}** ("none" = not an outfit item).
 
 {markdown_table(["slot", "recall", "test products"], slot_rows)}
 
@@ -163,7 +164,7 @@ Variety ({len(sample[:50])} catalog items, {settings.outfit.per_slot} picks per 
 {100 * variety['top-k'][1]:.1f}%.
 
 Outfit query latency for a catalog item over {len(catalog.ids):,} items (exact scoring of every candidate of each
-slot, SQL hydration, MMR; {args.threads} threads): p50 **{np.percentile(times, 50):.1f} ms**, p95
+slot, SQL hydration, MMR; {args.threads} torch thread(s)): p50 **{np.percentile(times, 50):.1f} ms**, p95
 {np.percentile(times, 95):.1f} ms ({len(times)} queries). Evaluation run: {eval_s:.0f} s.
 {args.note}
 """
