@@ -1,11 +1,12 @@
 """Complete the look: for a catalog item or a photo, the most compatible items of every complementary slot.
 
 For each slot of the query's outfit template (in template order) every catalog item of that slot that passes the
-filters is scored exactly (the filters restrict the candidate set before ranking, so a selective filter still
-returns items whenever matching ones exist). The score is the compatibility model's cosine in the (query slot,
-target slot) subspace, plus ``context_weight`` times the mean compatibility with the picks already made for
-earlier slots, so the look holds together. The best ``candidates`` then go through maximal marginal relevance on
-image-vector similarity, so a slot shows varied items rather than near-duplicates.
+filters (and, with ``outfit.match_gender``, has the query item's gender or Unisex) is scored exactly: the filters
+restrict the candidate set before ranking, so a selective filter still returns items whenever matching ones exist.
+The score is the compatibility model's cosine in the (query slot, target slot) subspace, plus ``context_weight``
+times the mean compatibility with the picks already made for earlier slots, so the look holds together. The best
+``candidates`` then go through maximal marginal relevance on image-vector similarity, so a slot shows varied items
+rather than near-duplicates.
 
 The service follows the search service's current index generation; the catalog state (general embeddings,
 slots) is rebuilt when the generation changes.
@@ -36,6 +37,8 @@ from indexer.settings import OutfitSettings
 log = logging.getLogger(__name__)
 # The slot classifier must be at least this sure before an item without taxonomy is put into a slot.
 MIN_CLASSIFIER_CONFIDENCE = 0.5
+# Query genders that outfit.match_gender matches (Unisex or unknown items match anything).
+GENDERED = frozenset({"men", "women", "boys", "girls"})
 
 
 @dataclass
@@ -82,6 +85,7 @@ class _CatalogState:
     general: np.ndarray
     slots: np.ndarray
     tagged: np.ndarray
+    genders: np.ndarray
     slot_rows: dict[int, np.ndarray]
 
 
@@ -173,8 +177,9 @@ class OutfitService:
         slot_rows = {s: np.nonzero(slots == s)[0] for s in range(len(self.rules.slots))}
         log.info("outfits: %s, %d items in slots (%s)", name, int((slots >= 0).sum()),
                  ", ".join(f"{self.rules.slots[s]} {len(r)}" for s, r in slot_rows.items()))
+        genders = np.array([str(r.get("gender") or "").lower() for r in rows], dtype=object)
         return _CatalogState(name, ids, {int(i): k for k, i in enumerate(ids)}, vectors, general, slots, ~bare,
-                             slot_rows)
+                             genders, slot_rows)
 
     # ---- queries -----------------------------------------------------------------------------------------
 
@@ -190,6 +195,7 @@ class OutfitService:
         row = state.row_of.get(int(item_id))
         if row is not None:
             general, slot, tagged = state.general[row], int(state.slots[row]), bool(state.tagged[row])
+            gender = str(state.genders[row])
             features = None
         else:  # indexed after the served generation was built
             vector = self.search.store.get_vector(int(item_id), self.search.embedder.fingerprint)
@@ -199,6 +205,7 @@ class OutfitService:
             features = self._features(vector, self._colours([int(item_id)]))
             general = self.model.general_embeddings(features)[0]
             slot, tagged = int(slots_from_taxonomy([tax], self.rules)[0]), has_taxonomy(tax)
+            gender = str(tax.get("gender") or "").lower()
         confidence = None
         if not tagged:
             if features is None:
@@ -212,7 +219,7 @@ class OutfitService:
         if slot < 0:
             return OutfitResult(None, source, confidence, [], state.generation,
                                 note="this item is not part of an outfit (no outfit slot fits its category)")
-        return self._complete(state, general, slot, source, confidence, filters, per_slot, {int(item_id)})
+        return self._complete(state, general, slot, source, confidence, filters, per_slot, {int(item_id)}, gender)
 
     def for_image(self, image: Image.Image, crop: tuple[float, float, float, float] | None = None,
                   slot: str | None = None, filters: Mapping[str, Sequence[str]] | None = None,
@@ -247,12 +254,15 @@ class OutfitService:
 
     def _complete(self, state: _CatalogState, query_general: np.ndarray, slot: int, source: str,
                   confidence: float | None, filters: Mapping[str, Sequence[str]] | None, per_slot: int | None,
-                  exclude: set[int]) -> OutfitResult:
+                  exclude: set[int], gender: str = "") -> OutfitResult:
         cfg = self.settings
         per_slot = per_slot or cfg.per_slot
         allowed = None
         if filters:
             allowed = np.isin(state.ids, self.search.store.filter_ids(filters))
+        if cfg.match_gender and gender in GENDERED:
+            same = (state.genders == gender) | (state.genders == "unisex")
+            allowed = same if allowed is None else allowed & same
         if exclude:
             keep = ~np.isin(state.ids, np.fromiter(exclude, np.int64))
             allowed = keep if allowed is None else allowed & keep

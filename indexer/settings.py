@@ -100,6 +100,7 @@ class OutfitSettings:
     checkpoint: str = "models/outfits/outfit-model.pt"
     cache_dir: str = "var/outfits"
     per_slot: int = 4
+    match_gender: bool = True
     candidates: int = 60
     mmr_lambda: float = 0.7
     context_weight: float = 0.5
@@ -160,6 +161,15 @@ def _coerce(section: str, key: str, value: object, annotation: str) -> object:
             return int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise SettingsError(f"{where}: expected an integer, got {value!r}") from None
+    if annotation == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise SettingsError(f"{where}: expected true or false, got {value!r}")
     if annotation == "float":
         if isinstance(value, bool):
             raise SettingsError(f"{where}: expected a number, got {value!r}")

@@ -132,3 +132,21 @@ def test_a_model_for_another_embedder_is_refused(fixture):
 
     with pytest.raises(OutfitModelError, match="train-outfits"):
         create_outfit_service(fixture.settings, FakeSearch())  # type: ignore[arg-type]
+
+
+def test_match_gender_keeps_the_query_gender_or_unisex(service, taxonomy):
+    rules = service.rules
+    dresses = [i for i, t in sorted(taxonomy.items()) if rules.slot_of(t) in ("topwear", "one_piece")
+               and t["gender"] == "Women"]
+    original = service.settings
+    try:
+        for flag in (True, False):
+            service.settings = dataclasses.replace(original, match_gender=flag)
+            genders = {h.item["gender"] for q in dresses[:5] for s in service.for_item(q, per_slot=6).slots
+                       for h in s.hits}
+            if flag:
+                assert genders <= {"Women", "Unisex"}
+            else:
+                assert genders - {"Women", "Unisex"}, "without the rule the tiny model suggests other genders too"
+    finally:
+        service.settings = original

@@ -80,3 +80,14 @@ def test_env_override_of_a_float_key(tmp_path):
 
     with pytest.raises(SettingsError, match="expected a number"):
         load_settings(path, env={"LOOKALIKE_OUTFIT__MMR_LAMBDA": "lots"})
+
+
+def test_bool_key_from_toml_and_env(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[outfit]\nmatch_gender = false\n")
+    assert load_settings(path, env={}).outfit.match_gender is False
+    assert load_settings(path, env={"LOOKALIKE_OUTFIT__MATCH_GENDER": "true"}).outfit.match_gender is True
+    from indexer.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="true or false"):
+        load_settings(path, env={"LOOKALIKE_OUTFIT__MATCH_GENDER": "maybe"})
