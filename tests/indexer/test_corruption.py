@@ -219,6 +219,7 @@ def test_server_keeps_last_good_generation(indexed, tmp_path):
     store.close()
 
 
+@pytest.mark.reliability("concurrency")
 def test_concurrent_refresh_never_sees_partial_generation(indexed):
     config, csv = indexed
     settings = load_settings(config, env={})

@@ -137,6 +137,7 @@ def test_kill_at_random_moments(env, delay, scoreboard):
     assert again["unchanged"] == N_ITEMS and not again["published"]
 
 
+@pytest.mark.reliability("concurrency")
 def test_second_writer_exits_with_clear_message(env):
     config, csv = env
     from filelock import FileLock

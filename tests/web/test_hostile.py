@@ -13,6 +13,8 @@ from tests.web.conftest import make_test_app
 from tests.web.hostile_corpus import corpus
 from tests.web.openapi_check import assert_error, assert_matches
 
+pytestmark = pytest.mark.reliability("hostile")
+
 CORPUS = corpus()
 
 
