@@ -137,6 +137,10 @@ class OutfitService:
 
     # ---- catalog state -----------------------------------------------------------------------------------
 
+    def warm_up(self) -> int:
+        """Build the catalog state for the served generation now (colours, embeddings); returns items in slots."""
+        return int((self._current().slots >= 0).sum())
+
     def _current(self) -> _CatalogState:
         gen, _ = self.search.served()
         state = self._state

@@ -7,6 +7,7 @@ Described in web/outfit_openapi.py (merged into /api/openapi.json).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
@@ -24,6 +25,7 @@ from web.api import hit_json
 from web.errors import ApiError
 from web.params import decode_base64_image, parse_crop, parse_filters, parse_int, parse_item_id
 
+log = logging.getLogger(__name__)
 bp = Blueprint("outfits", __name__, url_prefix="/api")
 
 OUTFIT_FIELDS = ("image", "crop", "slot", "per_slot", "filters", "filter")
@@ -203,6 +205,17 @@ def complete_the_look(item_id: int) -> dict[str, Any]:
              for s in result.slots]
     return {"outfit": [s["items"][0] for s in slots if s["items"]], "slots": slots, "error": None,
             "note": result.note, "query_slot": result.query_slot, "proxy": service.proxy_trained}
+
+
+def warm_up_outfits(app: Flask) -> None:
+    """Load the outfit model and build its catalog state before the first request (server start); a missing or
+    mismatched model is logged, not fatal: the outfit endpoints then answer 503 saying how to fix it."""
+    try:
+        n = outfit_service(app).warm_up()
+    except (OutfitModelError, SlotRulesError, GenerationError) as exc:
+        log.warning("outfits unavailable: %s", exc)
+        return
+    log.info("outfits ready: %d catalog items in outfit slots", n)
 
 
 def register_outfits(app: Flask) -> None:

@@ -15,10 +15,12 @@ HARD_BODY_LIMIT_FACTOR = 4
 def warm_up(app) -> str | None:  # noqa: ANN001 - flask.Flask
     """Load the model, the current index generation and the localiser; returns the generation served."""
     from web import runtime
+    from web.outfit_api import warm_up_outfits
 
     rt = runtime(app)
     name = rt.search.refresh()
     rt.query.warm_up()
+    warm_up_outfits(app)
     return name
 
 

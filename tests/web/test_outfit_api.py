@@ -148,3 +148,20 @@ def test_without_an_outfit_model_the_api_says_so_and_pages_still_work(fixture, s
     assert "train-outfits" in message
     page = client.get(f"/items/{top}")
     assert page.status_code == 200 and "Outfits are not available" in page.get_data(as_text=True)
+
+
+def test_warm_up_builds_the_outfit_state_or_logs_why_not(outfit_app, fixture, small_embedder, tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from web.outfit_api import outfit_service, warm_up_outfits
+
+    with caplog.at_level(logging.INFO, logger="web.outfit_api"):
+        warm_up_outfits(outfit_app)
+    assert "outfits ready" in caplog.text and outfit_service(outfit_app)._state is not None
+    settings = dataclasses.replace(fixture.settings, outfit=dataclasses.replace(
+        fixture.settings.outfit, checkpoint=str(tmp_path / "missing.pt")))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="web.outfit_api"):
+        warm_up_outfits(make_test_app(settings, small_embedder))
+    assert "outfits unavailable" in caplog.text and "train-outfits" in caplog.text
