@@ -17,6 +17,7 @@ from engine.outfit_model import OutfitModelError
 from indexer.generations import GenerationError
 from indexer.images import ImageDecodeError, decode_image
 from indexer.outfit_search import OutfitResult, OutfitService
+from indexer.outfit_service import create_outfit_service
 from indexer.outfit_slots import SlotRulesError
 from indexer.search import Hit
 from indexer.store import FilterError
@@ -51,9 +52,7 @@ def outfit_service(app: Flask) -> OutfitService:
             service = app.extensions.get(_EXTENSION)
             if service is None:
                 rt = runtime(app)
-                settings = rt.settings
-                service = OutfitService(rt.search, settings.outfit, settings.resolve_path(settings.outfit.checkpoint),
-                                        embed=rt.query.embed)
+                service = create_outfit_service(rt.settings, rt.search, embed=rt.query.embed)
                 app.extensions[_EXTENSION] = service
     return service
 

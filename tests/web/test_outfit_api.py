@@ -165,3 +165,12 @@ def test_warm_up_builds_the_outfit_state_or_logs_why_not(outfit_app, fixture, sm
     with caplog.at_level(logging.WARNING, logger="web.outfit_api"):
         warm_up_outfits(make_test_app(settings, small_embedder))
     assert "outfits unavailable" in caplog.text and "train-outfits" in caplog.text
+
+
+def test_the_app_caches_catalog_colours_in_the_configured_folder(outfit_app, fixture):
+    from web.outfit_api import outfit_service
+
+    service = outfit_service(outfit_app)
+    assert service.cache_dir == fixture.settings.resolve_path(fixture.settings.outfit.cache_dir)
+    service.warm_up()
+    assert (service.cache_dir / f"colours-b{service.model.colour_bins}.npz").is_file()
