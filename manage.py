@@ -663,7 +663,8 @@ def make_outfits_cmd(settings: Settings, out_dir: str, catalog: str | None, spli
 
 
 @cli.command("train-outfits")
-@click.option("--out", default=None, help="Checkpoint path (default: outfit.checkpoint).")
+@click.option("--out", default=None,
+              help="Checkpoint file, or a folder for <fingerprint>.pt (default: outfit.checkpoint).")
 @click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False, exists=True),
               help="id,split file (default: indexer.splits defaults, seeded by product id).")
 @click.option("--train-outfits", default=30000, show_default=True, type=click.IntRange(1))
@@ -711,7 +712,8 @@ def train_outfits_cmd(settings: Settings, out: str | None, splits_file: str | No
         if current:
             return
     opts = OutfitTrainOptions(
-        out=outfit_checkpoint(settings, out), splits_file=Path(splits_file) if splits_file else None,
+        out=outfit_checkpoint(settings, embedder.fingerprint, out),
+        splits_file=Path(splits_file) if splits_file else None,
         train_outfits=train_outfits, val_outfits=val_outfits, test_outfits=test_outfits, proxy_seed=proxy_seed,
         proxy_dir=(settings.resolve_path(settings.outfit.cache_dir) / "proxy" if proxy_dir is None
                    else settings.resolve_path(proxy_dir) if proxy_dir else None),

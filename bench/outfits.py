@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="Print, do not update BENCHMARKS.md.")
     parser.add_argument("--note", default="", help="A sentence added to the report (e.g. how the index was built).")
+    parser.add_argument("--section", default="outfits", help="BENCHMARKS.md section to (re)write.")
     args = parser.parse_args()
 
     import torch
@@ -170,7 +171,11 @@ slot, SQL hydration, MMR; {args.threads} torch thread(s)): p50 **{np.percentile(
 """
     print(body)
     if not args.no_write:
-        update_section("outfits", "Complete the look (PROXY outfits)", body)
+        model = embedder.describe()
+        tuned = f" + {Path(model['checkpoint']).parent.name}" if model.get("checkpoint") else ""
+        title = (f"Complete the look (PROXY outfits), served model {model.get('name', '?')} "
+                 f"{model.get('input_size', '?')} px{tuned}")
+        update_section(args.section, title, body)
 
 
 if __name__ == "__main__":

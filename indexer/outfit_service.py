@@ -35,15 +35,19 @@ def outfit_rules(settings: Settings) -> SlotRules:
     return parse_slot_rules(settings.outfit.slots, settings.outfit.templates)
 
 
-def outfit_checkpoint(settings: Settings, override: str | None = None) -> Path:
-    return settings.resolve_path(override or settings.outfit.checkpoint)
+def outfit_checkpoint(settings: Settings, fingerprint: str, override: str | None = None) -> Path:
+    """The outfit model file for the served model: ``outfit.checkpoint`` (or ``override``) when it names a ``.pt``
+    file, else ``<that folder>/<fingerprint>.pt`` — a folder keeps one outfit model per served model, so switching
+    [model] picks the matching outfit model by itself."""
+    path = settings.resolve_path(override or settings.outfit.checkpoint)
+    return path if path.suffix == ".pt" else path / f"{fingerprint}.pt"
 
 
 def create_outfit_service(settings: Settings, search: SearchService, checkpoint: str | None = None,
                           embed: Callable | None = None) -> OutfitService:
     """The OutfitService over a search service (raises OutfitModelError when the model does not fit)."""
-    return OutfitService(search, settings.outfit, outfit_checkpoint(settings, checkpoint), embed=embed,
-                         cache_dir=settings.resolve_path(settings.outfit.cache_dir))
+    return OutfitService(search, settings.outfit, outfit_checkpoint(settings, search.embedder.fingerprint, checkpoint),
+                         embed=embed, cache_dir=settings.resolve_path(settings.outfit.cache_dir))
 
 
 def catalog_rows(settings: Settings, catalog: str | None = None) -> list[dict[str, Any]]:
@@ -84,7 +88,7 @@ def evaluate_outfit_files(settings: Settings, store: Store, embedder, outfits: s
     """
     rules = outfit_rules(settings)
     ds = load_dataset(outfits, list(questions), items)
-    path = outfit_checkpoint(settings, checkpoint)
+    path = outfit_checkpoint(settings, embedder.fingerprint, checkpoint)
     model, meta = load_outfit_model(path)
     check_outfit_model(model, meta, rules, embedder.fingerprint, embedder.dim)
     vectors = catalog_vectors(store, embedder.fingerprint, list(ds.items))
@@ -102,7 +106,7 @@ def evaluate_outfit_files(settings: Settings, store: Store, embedder, outfits: s
 
 def outfit_model_status(settings: Settings, embedder, checkpoint: str | None = None) -> tuple[bool, str]:
     """(usable, why): whether the outfit checkpoint fits the configured model and slots (for --if-stale)."""
-    path = outfit_checkpoint(settings, checkpoint)
+    path = outfit_checkpoint(settings, embedder.fingerprint, checkpoint)
     try:
         model, meta = load_outfit_model(path)
         check_outfit_model(model, meta, outfit_rules(settings), embedder.fingerprint, embedder.dim)

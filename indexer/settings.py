@@ -97,7 +97,7 @@ DEFAULT_POLYVORE_CATEGORIES = (
 class OutfitSettings:
     slots: tuple[str, ...] = DEFAULT_OUTFIT_SLOTS
     templates: tuple[str, ...] = DEFAULT_OUTFIT_TEMPLATES
-    checkpoint: str = "models/outfits/outfit-model.pt"
+    checkpoint: str = "models/outfits"
     cache_dir: str = "var/outfits"
     per_slot: int = 4
     match_gender: bool = True
