@@ -190,14 +190,17 @@ def complete_the_look(item_id: int) -> dict[str, Any]:
 
     Never raises: a page without outfits is better than a broken page.
     """
+    unavailable = {"outfit": [], "slots": [], "error": "Outfits are not available right now.", "proxy": False}
     try:
         service = outfit_service(current_app)
         result = service.for_item(item_id)
     except (OutfitModelError, GenerationError, SlotRulesError) as exc:
-        return {"outfit": [], "slots": [], "error": f"Outfits are not available: {exc}", "proxy": False}
+        # The reason (with server paths and the command that fixes it) is for the operator, not the shopper.
+        log.warning("outfit panel unavailable: %s", exc)
+        return unavailable
     except Exception:  # noqa: BLE001 - never break the item page over the outfit panel
         current_app.logger.exception("outfit panel failed for item %s", item_id)
-        return {"outfit": [], "slots": [], "error": "Outfits are not available right now.", "proxy": False}
+        return unavailable
     if result is None:
         return {"outfit": [], "slots": [], "error": None, "note": None, "proxy": service.proxy_trained}
     slots = [{"slot": s.slot, "label": slot_label(s.slot), "items": [outfit_hit_json(h, s.slot) for h in s.hits]}

@@ -147,7 +147,9 @@ def test_without_an_outfit_model_the_api_says_so_and_pages_still_work(fixture, s
     message = assert_error(doc, client.get(f"/api/items/{top}/outfit"), 503)
     assert "train-outfits" in message
     page = client.get(f"/items/{top}")
-    assert page.status_code == 200 and "Outfits are not available" in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Outfits are not available" in html
+    assert str(tmp_path) not in html, "server paths are for the log, not the shopper"
 
 
 def test_warm_up_builds_the_outfit_state_or_logs_why_not(outfit_app, fixture, small_embedder, tmp_path, caplog):
