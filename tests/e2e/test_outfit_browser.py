@@ -107,3 +107,22 @@ def test_search_page_completes_the_look_for_an_uploaded_photo(opage, slots_of_it
     pieces = opage.locator("#outfit-look .outfit-piece")
     assert len(set(pieces.evaluate_all("els => els.map(e => e.dataset.slot)"))) == pieces.count()
     screenshot(opage, "outfit-03-search-page")
+
+
+def test_outfit_panel_fits_a_phone(browser, outfit_server, slots_of_items):
+    _, url = outfit_server
+    slots, _ = slots_of_items
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True, base_url=url)
+    page = context.new_page()
+    try:
+        top = min(i for i, s in slots.items() if s == "topwear")
+        page.goto(f"/items/{top}")
+        assert look_slots(page) == ["bottomwear", "footwear", "bag", "accessory"]
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        columns = page.evaluate(
+            "getComputedStyle(document.querySelector('#outfit > .outfit-look')).gridTemplateColumns")
+        assert len(columns.split()) == 2
+        screenshot(page, "outfit-04-phone")
+    finally:
+        context.close()
