@@ -480,7 +480,7 @@ class Trainer:
             self.history.append(report)
             self.next_epoch += 1
             self.save_state()
-            log.info("%s", report.line(self.total_epochs))
+            log.debug("%s", report.line(self.total_epochs))
             if on_epoch:
                 on_epoch(report)
             done_now += 1

@@ -146,11 +146,14 @@ def cache_views(products: Sequence[Product], embedder: Embedder, split: Backbone
     each chunk is flushed, so a killed run resumes at the first unfinished chunk and never trusts unflushed rows.
 
     Returns:
-        The (N, n_views, *tap shape) float16 memmap, opened read-only.
+        The (N, n_views, *tap shape) float16 memmap, opened read-only. ``<path>.done`` also records the seconds
+        spent caching (``cache_seconds`` reads them back).
     """
     done_file = Path(f"{path}.done")
     n = len(products)
-    done = json.loads(done_file.read_text())["done"] if done_file.is_file() and path.is_file() else 0
+    progress_rec = json.loads(done_file.read_text()) if done_file.is_file() and path.is_file() else {}
+    done = int(progress_rec.get("done", 0))
+    seconds = float(progress_rec.get("seconds", 0.0))  # caching time so far, over every (resumed) run
     trunk = split.trunk
     device = embedder.device
 
@@ -179,19 +182,31 @@ def cache_views(products: Sequence[Product], embedder: Embedder, split: Backbone
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending = [pool.submit(prepare, p) for p in products[done:done + chunk]]
             start = done
+            t_chunk = time.perf_counter()
             while start < n:
                 stop = min(n, start + chunk)
                 nxt = [pool.submit(prepare, p) for p in products[stop:stop + chunk]]  # prefetch the next chunk
                 tensors = torch.cat([f.result() for f in pending])
                 arr[start:stop] = run(tensors).reshape(stop - start, n_views, *shape[2:])
                 arr.flush()
-                data = json.dumps({"done": stop}).encode()
+                now = time.perf_counter()
+                seconds += now - t_chunk
+                t_chunk = now
+                data = json.dumps({"done": stop, "seconds": round(seconds, 1)}).encode()
                 write_atomically(done_file, lambda f, d=data: f.write(d))
                 bar.update(stop - start)
                 start, pending = stop, nxt
         bar.close()
         del arr
     return np.load(path, mmap_mode="r")
+
+
+def cache_seconds(path: Path) -> float:
+    """Seconds spent building the cache at ``path`` (0 when not recorded)."""
+    try:
+        return float(json.loads(Path(f"{path}.done").read_text()).get("seconds", 0.0))
+    except (OSError, ValueError):
+        return 0.0
 
 
 @dataclass
@@ -326,8 +341,8 @@ def train_from_catalog(opts: TrainOptions, cfg: TrainConfig,
                             opts.batch_chunk, opts.workers, opts.progress, "train")
     val_arr = cache_views(val_products, embedder, split, val_synth, opts.n_views, cache_dir / "val.npy",
                           opts.batch_chunk, opts.workers, opts.progress, "val") if len(val_products) >= 2 else None
-    cache_seconds = time.perf_counter() - c0
-    echo(f"view cache ready in {cache_seconds:.0f}s")
+    cache_total = cache_seconds(cache_dir / "train.npy") + cache_seconds(cache_dir / "val.npy")
+    echo(f"view cache ready ({time.perf_counter() - c0:.0f}s in this run, {cache_total:.0f}s in all)")
 
     vocab = TaxonomyVocab.fit(train_products, TAXONOMY_LEVELS)
     train_set = ViewSet(train_arr, vocab.encode(train_products))
@@ -350,7 +365,7 @@ def train_from_catalog(opts: TrainOptions, cfg: TrainConfig,
                 "epochs_done": report.epoch + 1, "metrics": report.val,
                 "history": [{"epoch": h.epoch + 1, "stage": h.stage, "loss": round(h.loss, 5), **h.val}
                             for h in trainer.history],
-                "timing": {"cache_seconds": round(cache_seconds, 1),
+                "timing": {"cache_seconds": round(cache_total, 1),
                            "train_seconds": round(sum(h.seconds for h in trainer.history), 1)},
                 "machine": machine_summary(), "command": opts.command}
         save_checkpoint(opts.out, trainer.export_state_dict(half=opts.half), meta)
@@ -385,5 +400,5 @@ def train_from_catalog(opts: TrainOptions, cfg: TrainConfig,
         raise ValueError("no epoch was trained")
     manifest = json.loads(Path(f"{opts.out}.json").read_text())
     echo(f"checkpoint {opts.out} ({manifest['bytes'] / 1e6:.1f} MB, sha256 {manifest['sha256'][:16]}); caching "
-         f"{cache_seconds:.0f}s, training {train_seconds:.0f}s, total {time.perf_counter() - t0:.0f}s")
-    return TrainResult(opts.out, manifest, history, cache_seconds, train_seconds)
+         f"{cache_total:.0f}s, training {train_seconds:.0f}s (all runs); this run {time.perf_counter() - t0:.0f}s")
+    return TrainResult(opts.out, manifest, history, cache_total, train_seconds)
