@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.db import upgrade_database
 from indexer.generations import load_generation
 from indexer.pipeline import CRASH_POINTS
 from indexer.settings import load_settings
@@ -30,7 +31,8 @@ INDEX_POINTS = [p for p in CRASH_POINTS if not p.startswith("remove-") and p != 
 def env(tmp_path: Path):
     csv = write_small_catalog(tmp_path / "cat", N_ITEMS, step=53)
     config = write_config(tmp_path, model={"input_size": 64, "batch_size": 8}, pipeline={"commit_every": 8})
-    assert run_manage("db", "upgrade", config=config).returncode == 0
+    # In-process (a `manage.py db upgrade` process costs seconds per test; test_corruption.py runs that command).
+    upgrade_database(load_settings(config, env={}).database_url)
     return config, csv
 
 
