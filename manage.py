@@ -31,9 +31,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from indexer.images import ImageDecodeError
     from indexer.pipeline import WriterBusyError
     from indexer.store import FilterError
+    from indexer.vector_store import MissingExtraError, VectorStoreError
 
     return (SettingsError, StoreError, CatalogError, GenerationError, WriterBusyError, FilterError,
-            ImageDecodeError, EmbedderError, ValueError, FileNotFoundError, PermissionError)
+            ImageDecodeError, EmbedderError, MissingExtraError, VectorStoreError, ValueError, FileNotFoundError,
+            PermissionError)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -152,7 +154,10 @@ def index_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
     embedder = create_embedder_from_settings(settings)
     pipeline = create_pipeline(settings, store, embedder, crash_hook=kill_at(crash_at) if crash_at else None,
                                progress=not no_progress and not as_json)
-    report = pipeline.run(source, rebuild=rebuild)
+    try:
+        report = pipeline.run(source, rebuild=rebuild)
+    finally:
+        pipeline.vector_store.close()
     data = report.as_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -194,11 +199,15 @@ def remove_cmd(settings: Settings, ids: tuple[str, ...], crash_at: str | None) -
 @with_settings
 def check_cmd(settings: Settings, as_json: bool) -> None:
     """Check that the index and SQL agree; exit 1 when they do not."""
-    from indexer.search import check_consistency
     from indexer.service import create_embedder_from_settings, open_store
+    from indexer.vector_store import create_vector_store
 
     store = open_store(settings)
-    report = check_consistency(store, settings.index_dir, create_embedder_from_settings(settings).fingerprint)
+    vector_store = create_vector_store(settings)
+    try:
+        report = vector_store.check(store, create_embedder_from_settings(settings).fingerprint)
+    finally:
+        vector_store.close()
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

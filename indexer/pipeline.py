@@ -28,19 +28,10 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from indexer.catalog import CatalogRow, CatalogSource, RowProblem, count_rows, iter_catalog
-from indexer.generations import (
-    GenerationError,
-    current_name,
-    ids_digest,
-    load_generation,
-    make_current,
-    prune_generations,
-    read_manifest,
-    write_generation,
-)
+from indexer.generations import prune_generations
 from indexer.images import ImageDecodeError, decode_image
 from indexer.store import Store, meta_tuple
-from indexer.vector_index import build_faiss_index, choose_spec
+from indexer.vector_store import FaissVectorStore, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +134,50 @@ def _row_dict(row: CatalogRow) -> dict[str, Any]:
             "taxonomy": row.taxonomy, "price": row.price, "attributes": row.attributes}
 
 
+def classify(old: Any, sha: str, fingerprint: str) -> str | None:
+    """What an import must do with an item whose image hashes to sha: "new", "changed", "reembed", or None
+    when SQL already holds this image's embedding from this model (old is the store's ExistingItem or None)."""
+    if old is None:
+        return "new"
+    if old.sha != sha:
+        return "changed"
+    if old.fingerprint != fingerprint or old.embedded_sha != sha or old.status != "active":
+        return "reembed"
+    return None
+
+
+def embedded_sha(old: Any, fingerprint: str) -> str:
+    """The image hash whose embedding SQL already holds for this item and model ("" if none): an image with this
+    hash needs no forward pass (classify() returns None for it)."""
+    if old is None or old.status != "active" or old.fingerprint != fingerprint or old.embedded_sha != old.sha:
+        return ""
+    return old.sha
+
+
+def note_unchanged(row: CatalogRow, old: Any, pending_meta: list[tuple[int, dict[str, Any]]],
+                   report: IndexReport) -> None:
+    """An item whose image is already embedded: queue a metadata update if its row changed, else count it."""
+    data = _row_dict(row)
+    if meta_tuple(data) != old.meta:
+        pending_meta.append((old.id, data))
+    else:
+        report.unchanged += 1
+
+
 class IndexingPipeline:
     """Runs one `manage.py index` job. Construct with the pieces, call run()."""
 
     def __init__(self, store: Store, embedder, index_dir: Path, *, spec: str = "auto", batch_size: int = 64,
                  decode_workers: int = 2, prefetch_batches: int = 4, commit_every: int = 512,
                  max_pixels: int = 40_000_000, settings_snapshot: dict[str, Any] | None = None,
-                 crash_hook: CrashHook | None = None, progress: bool = True) -> None:
+                 crash_hook: CrashHook | None = None, progress: bool = True,
+                 vector_store: VectorStore | None = None) -> None:
         self.store = store
         self.embedder = embedder
         self.index_dir = index_dir
         self.spec = spec
+        # Where publish() puts SQL's vectors; FAISS generations in index_dir unless told otherwise.
+        self.vector_store = vector_store or FaissVectorStore(index_dir, spec=spec)
         self.batch_size = max(1, batch_size)
         self.decode_workers = max(1, decode_workers)
         self.prefetch_batches = max(1, prefetch_batches)
@@ -182,21 +206,16 @@ class IndexingPipeline:
                 continue
             sha = hashlib.sha256(data).hexdigest()
             old = existing.get(rec.external_id)
-            if old is None:
-                kind = "new"
-            elif old.sha != sha:
-                kind = "changed"
-            elif old.fingerprint != fp or old.embedded_sha != sha or old.status != "active":
-                kind = "reembed"
-            else:
-                row = _row_dict(rec)
-                if meta_tuple(row) != old.meta:
-                    pending_meta.append((old.id, row))
-                else:
-                    report.unchanged += 1
+            kind = classify(old, sha, fp)
+            if kind is None:
+                note_unchanged(rec, old, pending_meta, report)
                 bar.update(1)
                 continue
             yield _Work(rec, data, sha, old, kind)
+        self._write_metadata(pending_meta, report)
+
+    def _write_metadata(self, pending_meta: list[tuple[int, dict[str, Any]]], report: IndexReport) -> None:
+        """Update titles/taxonomy of items whose image is already embedded (one transaction)."""
         if pending_meta:
             with self.store.sessions.begin() as s:
                 for item_id, row in pending_meta:
@@ -322,42 +341,8 @@ class IndexingPipeline:
     # ---- stage 5: index generation -------------------------------------------------------
 
     def publish(self, report: IndexReport | None = None, force: bool = False) -> bool:
-        """Build a generation from SQL and make it current, unless the current one already matches."""
+        """Bring the vector store in line with SQL (a new FAISS generation, or Milvus upserts/deletes), unless it
+        already matches; force rebuilds it from SQL."""
         report = report or IndexReport()
-        fp = self.embedder.fingerprint
-        state = self.store.state(fp)
-        digest = ids_digest(state.ids, state.revisions)
-        cur = current_name(self.index_dir)
-        if cur and not force:
-            try:
-                m = read_manifest(self.index_dir / cur)
-                if m.fingerprint == fp and m.ids_sha256 == digest:
-                    load_generation(self.index_dir, cur)  # verifies files; raises if corrupt
-                    report.generation, report.generation_count, report.spec = cur, m.count, m.spec
-                    return False
-            except GenerationError as exc:
-                log.warning("current generation unusable (%s); rebuilding", exc)
-        tb = time.perf_counter()
-        ids, revs, vectors = self.store.load_vectors(fp)
-        if len(ids) == 0:
-            vectors = np.zeros((0, self.embedder.dim), np.float32)
-        spec = self.spec if self.spec != "auto" else choose_spec(len(ids), vectors.shape[1])
-        if spec.startswith("IVF") and self.spec == "auto" and len(ids) < 39 * 2:
-            spec = "Flat"
-        index = build_faiss_index(vectors, ids, spec)
-        self.hook("before-index-save")
-        manifest = write_generation(
-            self.index_dir, index, ids, vectors,
-            {"spec": spec, "metric": "inner_product", "dim": int(vectors.shape[1]), "count": int(len(ids)),
-             "fingerprint": fp, "high_water": int(revs.max()) if len(revs) else 0,
-             "ids_sha256": ids_digest(ids, revs), "model": self.embedder.describe(),
-             "settings": self.settings_snapshot, "build_seconds": round(time.perf_counter() - tb, 3)},
-            crash_hook=self.hook, floor=self.store.last_generation_number(),
-        )
-        self.hook("before-swap")
-        make_current(self.index_dir, manifest.name)
-        self.hook("after-swap")
-        self.store.record_generation(manifest)
-        report.generation, report.generation_count, report.spec, report.published = (
-            manifest.name, manifest.count, spec, True)
-        return True
+        return self.vector_store.publish(self.store, self.embedder, report, force=force,
+                                         settings_snapshot=self.settings_snapshot, hook=self.hook)

@@ -1,13 +1,15 @@
 """Search over the current index generation, and the SQL-vs-index consistency check.
 
 SearchService is what the web app, the CLI and evaluation share: it loads the embedder once,
-serves the current generation, and swaps to a newer one (after verifying it) when CURRENT moves.
+serves the current generation of the configured vector store (FAISS by default, or Milvus; see
+indexer/vector_store.py), and swaps to a newer one (after verifying it) when CURRENT moves.
 A generation that does not match SQL or the model is refused with a message naming the fix; if
 one was already being served, that one keeps serving.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -45,6 +47,7 @@ class CheckReport:
     missing_from_index: list[int] = field(default_factory=list)
     extra_in_index: list[int] = field(default_factory=list)
     stale_vectors: bool = False
+    stale_metadata: int = 0  # items whose filter fields in the vector store differ from SQL (Milvus only)
     not_embedded: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -54,9 +57,32 @@ class CheckReport:
             "index_count": self.index_count, "sql_count": self.sql_count,
             "missing_from_index": self.missing_from_index[:100], "n_missing_from_index": len(self.missing_from_index),
             "extra_in_index": self.extra_in_index[:100], "n_extra_in_index": len(self.extra_in_index),
-            "stale_vectors": self.stale_vectors,
+            "stale_vectors": self.stale_vectors, "stale_metadata": self.stale_metadata,
             "not_embedded": self.not_embedded, "problems": self.problems,
         }
+
+
+def verify_generation(gen: LoadedGeneration, store: Store, embedder) -> None:  # noqa: ANN001 - engine.Embedder
+    """Refuse a generation built by another model, of another dimension, or holding ids SQL does not know.
+
+    Raises:
+        GenerationError: the message names the fix.
+    """
+    m = gen.manifest
+    if m.fingerprint != embedder.fingerprint:
+        raise GenerationError(
+            f"index {m.name} was built with model {m.fingerprint} but the configured model is "
+            f"{embedder.fingerprint}: run `python manage.py index --rebuild`")
+    if m.dim != embedder.dim:
+        raise GenerationError(f"index {m.name} has dimension {m.dim}, the model gives {embedder.dim}: "
+                              "run `python manage.py index --rebuild`")
+    # Every id the index can return must be an item SQL knows (active or tombstoned). A newer
+    # SQL (items added since) is fine: they are served after the next publish.
+    known = store.get_items(gen.ids.tolist(), include_removed=True) if len(gen.ids) <= 200_000 else None
+    if known is not None and len(known) != len(gen.ids):
+        raise GenerationError(
+            f"index {m.name} holds {len(gen.ids) - len(known)} ids unknown to the database "
+            f"{store.engine.url.render_as_string(hide_password=True)}: run `python manage.py index --rebuild`")
 
 
 def check_consistency(store: Store, index_dir: Path, fingerprint: str) -> CheckReport:
@@ -106,12 +132,18 @@ class SearchService:
     """
 
     def __init__(self, store: Store, embedder, index_dir: Path, params: SearchParams | None = None,
-                 search_device: str = "auto") -> None:
+                 search_device: str = "auto", vector_store=None) -> None:  # noqa: ANN001 - vector_store.VectorStore
         self.store = store
         self.embedder = embedder
         self.index_dir = index_dir
         self.params = params or SearchParams()
         self.search_device = search_device
+        if vector_store is None:
+            from indexer.vector_store import FaissVectorStore
+
+            vector_store = FaissVectorStore(index_dir, search_device=search_device, params=self.params)
+        # FAISS generations in index_dir, or a Milvus collection (indexer/vector_store.py).
+        self.vector_store = vector_store
         self._lock = threading.Lock()
         self._served: tuple[LoadedGeneration, VectorSearcher] | None = None
         self.last_error: str | None = None
@@ -119,21 +151,7 @@ class SearchService:
     # ---- generation management -----------------------------------------------------------
 
     def _verify(self, gen: LoadedGeneration) -> None:
-        m = gen.manifest
-        if m.fingerprint != self.embedder.fingerprint:
-            raise GenerationError(
-                f"index {m.name} was built with model {m.fingerprint} but the configured model is "
-                f"{self.embedder.fingerprint}: run `python manage.py index --rebuild`")
-        if m.dim != self.embedder.dim:
-            raise GenerationError(f"index {m.name} has dimension {m.dim}, the model gives {self.embedder.dim}: "
-                                  "run `python manage.py index --rebuild`")
-        # Every id the index can return must be an item SQL knows (active or tombstoned). A newer
-        # SQL (items added since) is fine: they are served after the next publish.
-        known = self.store.get_items(gen.ids.tolist(), include_removed=True) if len(gen.ids) <= 200_000 else None
-        if known is not None and len(known) != len(gen.ids):
-            raise GenerationError(
-                f"index {m.name} holds {len(gen.ids) - len(known)} ids unknown to the database "
-                f"{self.store.engine.url.render_as_string(hide_password=True)}: run `python manage.py index --rebuild`")
+        verify_generation(gen, self.store, self.embedder)
 
     def refresh(self) -> str | None:
         """Serve the current generation if it changed. Returns the served name.
@@ -141,15 +159,13 @@ class SearchService:
         Raises:
             GenerationError: nothing can be served (no good generation now or before).
         """
-        name = current_name(self.index_dir)
+        name = self.vector_store.current_name(self.store)
         with self._lock:
             served = self._served
         if served is not None and served[0].manifest.name == name:
             return name
         try:
-            gen = load_generation(self.index_dir, name)
-            self._verify(gen)
-            searcher = VectorSearcher(gen.index, gen.ids, gen.vectors, backend=self.search_device, params=self.params)
+            gen, searcher = self.vector_store.open(name, self.store, self.embedder)
         except GenerationError as exc:
             self.last_error = str(exc)
             if served is not None:
@@ -192,14 +208,18 @@ class SearchService:
         and the search asks for more so that k hits remain where k exist.
         """
         _, searcher = self.served()
-        allowed = self.store.filter_ids(filters) if filters else None
+        if filters and getattr(searcher, "filters_in_store", False):
+            # The vector store holds the filterable metadata (Milvus): the filter becomes its own expression.
+            run = functools.partial(searcher.search, filters=self.store.validate_filters(filters))
+        else:
+            run = functools.partial(searcher.search, allowed_ids=self.store.filter_ids(filters) if filters else None)
         exclude = {int(i) for i in exclude_ids}
         want = k + len(exclude)
         results: list[list[Hit]] = []
         for q in np.atleast_2d(queries):
             fetch = want
             while True:
-                scores, ids = searcher.search(q[None, :], fetch, allowed)
+                scores, ids = run(q[None, :], fetch)
                 cand = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True)
                         if i >= 0 and int(i) not in exclude and (threshold is None or s >= threshold)]
                 items = self.store.get_items([i for i, _ in cand])

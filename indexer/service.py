@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from indexer.generations import current_name
 from indexer.pipeline import CrashHook, IndexingPipeline, IndexReport, writer_lock
 from indexer.search import SearchService
 from indexer.settings import Settings, settings_as_dict
 from indexer.store import Store
 from indexer.vector_index import SearchParams
+from indexer.vector_store import VectorStore, create_vector_store
 
 
 def open_store(settings: Settings, check_migrated: bool = True) -> Store:
@@ -33,21 +33,28 @@ def create_embedder_from_settings(settings: Settings):
                            device=m.device)
 
 
-def create_pipeline(settings: Settings, store: Store, embedder, crash_hook: CrashHook | None = None,
-                    progress: bool = True) -> IndexingPipeline:
+def pipeline_options(settings: Settings) -> dict[str, Any]:
+    """IndexingPipeline keyword arguments from settings (shared by the single-process and the Ray pipeline)."""
     p = settings.pipeline
-    return IndexingPipeline(
-        store, embedder, settings.index_dir, spec=settings.index.spec, batch_size=settings.model.batch_size,
-        decode_workers=p.decode_workers, prefetch_batches=p.prefetch_batches, commit_every=p.commit_every,
-        max_pixels=settings.web.max_image_pixels, settings_snapshot=settings_as_dict(settings),
-        crash_hook=crash_hook, progress=progress,
-    )
+    return {"spec": settings.index.spec, "batch_size": settings.model.batch_size, "decode_workers": p.decode_workers,
+            "prefetch_batches": p.prefetch_batches, "commit_every": p.commit_every,
+            "max_pixels": settings.web.max_image_pixels, "settings_snapshot": settings_as_dict(settings)}
 
 
-def create_search_service(settings: Settings, store: Store, embedder) -> SearchService:
+def create_pipeline(settings: Settings, store: Store, embedder, crash_hook: CrashHook | None = None,
+                    progress: bool = True, vector_store: VectorStore | None = None) -> IndexingPipeline:
+    """The single-process indexing pipeline, writing to the configured vector store (index.store)."""
+    return IndexingPipeline(store, embedder, settings.index_dir, crash_hook=crash_hook, progress=progress,
+                            vector_store=vector_store or create_vector_store(settings), **pipeline_options(settings))
+
+
+def create_search_service(settings: Settings, store: Store, embedder,
+                          vector_store: VectorStore | None = None) -> SearchService:
+    """Search over the configured vector store (index.store)."""
     params = SearchParams(nprobe=settings.index.nprobe, ef_search=settings.index.ef_search)
     return SearchService(store, embedder, settings.index_dir, params=params,
-                         search_device=settings.index.search_device)
+                         search_device=settings.index.search_device,
+                         vector_store=vector_store or create_vector_store(settings))
 
 
 def remove_items(settings: Settings, store: Store, embedder, external_ids: Iterable[str],
@@ -72,7 +79,8 @@ def remove_items(settings: Settings, store: Store, embedder, external_ids: Itera
     finally:
         lock.release()
     return {"removed": len(marked), "unknown": unknown, "purged": purged,
-            "generation": report.generation or current_name(index_dir), "count": report.generation_count}
+            "generation": report.generation or pipeline.vector_store.current_name(store),
+            "count": report.generation_count}
 
 
 def settings_summary(settings: Settings) -> dict[str, Any]:

@@ -50,6 +50,16 @@ class IndexSettings:
     nprobe: int = 32
     ef_search: int = 128
     search_device: str = "auto"
+    store: str = "faiss"
+
+
+@dataclass(frozen=True)
+class MilvusSettings:
+    uri: str = "var/milvus.db"
+    token: str = ""
+    collection: str = "lookalike"
+    index_params: str = ""
+    batch_size: int = 1000
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ class Settings:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    milvus: MilvusSettings = field(default_factory=MilvusSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     web: WebSettings = field(default_factory=WebSettings)
     outfit: OutfitSettings = field(default_factory=OutfitSettings)
@@ -137,6 +148,12 @@ class Settings:
     @property
     def index_dir(self) -> Path:
         return self.resolve_path(self.index.dir)
+
+    @property
+    def milvus_uri(self) -> str:
+        """milvus.uri with a local milvus-lite file resolved against the config folder (URLs are kept)."""
+        uri = self.milvus.uri
+        return uri if "://" in uri else str(self.resolve_path(uri))
 
     @property
     def image_roots(self) -> tuple[Path, ...]:

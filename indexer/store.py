@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -183,6 +183,54 @@ class Store:
         vectors = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(chunks), -1).astype(np.float32)
         return np.asarray(ids, np.int64), np.asarray(revs, np.int64), vectors
 
+    def iter_index_rows(self, fingerprint: str, ids: Sequence[int] | None = None, with_vectors: bool = False,
+                        batch: int = 2000) -> Iterator[list[dict[str, Any]]]:
+        """Batches of what an external vector store holds per active item embedded with this fingerprint.
+
+        Each row: id, revision, title, the taxonomy columns, attributes, and (with_vectors) vector as float32.
+        ids restricts the rows to those items (fetched in chunks of `batch`); None means every such item.
+        """
+        cols = [ItemEmbedding.item_id, ItemEmbedding.revision, CatalogItem.title,
+                *(getattr(CatalogItem, c) for c in TAXONOMY_COLUMNS), CatalogItem.attributes]
+        if with_vectors:
+            cols.append(ItemEmbedding.vector)
+        base = (select(*cols).join(CatalogItem, CatalogItem.id == ItemEmbedding.item_id)
+                .where(CatalogItem.status == STATUS_ACTIVE, ItemEmbedding.fingerprint == fingerprint,
+                       ItemEmbedding.content_sha256 == CatalogItem.content_sha256)
+                .order_by(ItemEmbedding.item_id))
+        names = ["id", "revision", "title", *TAXONOMY_COLUMNS, "attributes"]
+
+        def rows_of(result) -> list[dict[str, Any]]:  # noqa: ANN001 - a SQLAlchemy result partition
+            out = []
+            for r in result:
+                row = dict(zip(names, r[:len(names)], strict=True))
+                if with_vectors:
+                    row["vector"] = np.frombuffer(r[len(names)], dtype="<f4").astype(np.float32)
+                out.append(row)
+            return out
+
+        with self.sessions() as s:
+            if ids is None:
+                for part in s.execute(base.execution_options(yield_per=batch)).partitions():
+                    yield rows_of(part)
+                return
+            wanted = [int(i) for i in ids]
+            for start in range(0, len(wanted), batch):
+                chunk = wanted[start:start + batch]
+                rows = rows_of(s.execute(base.where(ItemEmbedding.item_id.in_(chunk))))
+                if rows:
+                    yield rows
+
+    def latest_generation(self, prefix: str) -> dict[str, Any] | None:
+        """The most recently recorded generation whose name starts with prefix (e.g. "milvus-"), or None."""
+        with self.sessions() as s:
+            g = s.scalar(select(IndexGeneration).where(IndexGeneration.name.startswith(prefix))
+                         .order_by(IndexGeneration.id.desc()).limit(1))
+            if g is None:
+                return None
+            return {"name": g.name, "spec": g.spec, "fingerprint": g.fingerprint, "dim": g.dim, "count": g.count,
+                    "high_water": g.high_water, "build_seconds": g.build_seconds}
+
     def last_generation_number(self) -> int:
         """Highest gen-NNNNNN number recorded, so names are never reused even if folders vanish."""
         with self.sessions() as s:
@@ -222,24 +270,37 @@ class Store:
 
     # ---- search support -----------------------------------------------------------------
 
+    def validate_filters(self, filters: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, list[str]]]:
+        """Check search filters; returns key -> ("column" | "attribute", lower-cased values).
+
+        Raises:
+            FilterError: a filter with no value, or a key that is neither a taxonomy column, the title nor an
+                attribute key.
+        """
+        out: dict[str, tuple[str, list[str]]] = {}
+        attribute_keys: list[str] | None = None
+        for key, values in filters.items():
+            vals = [v for v in values if v is not None]
+            if not vals:
+                raise FilterError(f"filter {key!r} has no value")
+            if key in TAXONOMY_COLUMNS or key == "title":
+                out[key] = ("column", [v.lower() for v in vals])
+                continue
+            attribute_keys = self.attribute_keys() if attribute_keys is None else attribute_keys
+            if key not in attribute_keys:
+                raise FilterError(f"unknown filter {key!r}; filterable: {', '.join(self.filterable_columns())}")
+            out[key] = ("attribute", [v.lower() for v in vals])
+        return out
+
     def filter_ids(self, filters: Mapping[str, Sequence[str]]) -> np.ndarray:
         """Ids of active items matching every filter (values of one column are OR-ed).
 
         Taxonomy columns are SQL columns; any other key is looked up in the item attributes.
         """
         stmt = select(CatalogItem.id).where(CatalogItem.status == STATUS_ACTIVE)
-        for key, values in filters.items():
-            vals = [v for v in values if v is not None]
-            if not vals:
-                raise FilterError(f"filter {key!r} has no value")
-            if key in TAXONOMY_COLUMNS or key == "title":
-                col = getattr(CatalogItem, key)
-                stmt = stmt.where(func.lower(col).in_([v.lower() for v in vals]))
-            elif key in self.attribute_keys():
-                col = CatalogItem.attributes[key].as_string()
-                stmt = stmt.where(func.lower(col).in_([v.lower() for v in vals]))
-            else:
-                raise FilterError(f"unknown filter {key!r}; filterable: {', '.join(self.filterable_columns())}")
+        for key, (kind, vals) in self.validate_filters(filters).items():
+            col = getattr(CatalogItem, key) if kind == "column" else CatalogItem.attributes[key].as_string()
+            stmt = stmt.where(func.lower(col).in_(vals))
         with self.sessions() as s:
             return np.fromiter(s.scalars(stmt), np.int64)
 

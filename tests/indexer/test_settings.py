@@ -17,7 +17,7 @@ def test_repo_config_loads_and_documents_every_key():
     assert s.database_url.startswith("sqlite:////") and s.database_url.endswith("var/lookalike.db")
     text = (REPO / "config.toml").read_text()
     readme = (REPO / "README.md").read_text()
-    for section in ("database", "catalog", "model", "index", "pipeline", "web"):
+    for section in ("database", "catalog", "model", "index", "milvus", "pipeline", "web"):
         for f in dataclasses.fields(getattr(s, section)):
             assert f"\n{f.name} = " in text, f"[{section}] {f.name} missing from config.toml"
             assert f"`{section}.{f.name}`" in readme, f"[{section}] {f.name} not documented in README"
