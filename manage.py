@@ -30,12 +30,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from indexer.generations import GenerationError
     from indexer.images import ImageDecodeError
     from indexer.pipeline import WriterBusyError
+    from indexer.ray_embed import RayIndexError
     from indexer.store import FilterError
     from indexer.vector_store import MissingExtraError, VectorStoreError
 
     return (SettingsError, StoreError, CatalogError, GenerationError, WriterBusyError, FilterError,
-            ImageDecodeError, EmbedderError, MissingExtraError, VectorStoreError, ValueError, FileNotFoundError,
-            PermissionError)
+            ImageDecodeError, EmbedderError, MissingExtraError, VectorStoreError, RayIndexError, ValueError,
+            FileNotFoundError, PermissionError)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -134,17 +135,23 @@ def db_check(settings: Settings) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--crash-at", hidden=True, default=None, help="(tests) SIGKILL this process at a named point.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Embed on a Ray cluster: 'auto' starts a local one for this run, else an address for ray.init "
+                   "(ray://head:10001, host:6379). Needs the scale extra; see docs/scaling.md.")
+@click.option("--ray-workers", default=0, show_default=True, type=click.IntRange(0),
+              help="Embedding actors with --ray (0 = one per GPU, or one per CPU where the cluster has no GPU).")
 @with_settings
 def index_cmd(settings: Settings, catalog: str | None, images_root: str | None, rebuild: bool, as_json: bool,
-              no_progress: bool, crash_at: str | None) -> None:
+              no_progress: bool, crash_at: str | None, ray_address: str | None, ray_workers: int) -> None:
     """Import CATALOG (a CSV with id,image columns, or a folder of images), embed and index it.
 
     Resumable and idempotent: rerunning after a crash finishes the job without redoing finished
-    items; rerunning over an unchanged catalog changes nothing.
+    items; rerunning over an unchanged catalog changes nothing. With --ray the embedding runs on
+    Ray Data actors; SQL and the vector store are written exactly as without it.
     """
     from indexer.catalog import open_catalog
     from indexer.pipeline import kill_at
-    from indexer.service import create_embedder_from_settings, create_pipeline, open_store
+    from indexer.service import create_embedder_from_settings, create_pipeline, create_ray_pipeline, open_store
 
     path = catalog or str(settings.resolve_path(settings.catalog.default_csv))
     root = images_root or (str(settings.resolve_path(settings.catalog.images_root))
@@ -152,8 +159,15 @@ def index_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
     source = open_catalog(path, root)
     store = open_store(settings)
     embedder = create_embedder_from_settings(settings)
-    pipeline = create_pipeline(settings, store, embedder, crash_hook=kill_at(crash_at) if crash_at else None,
-                               progress=not no_progress and not as_json)
+    hook = kill_at(crash_at) if crash_at else None
+    progress = not no_progress and not as_json
+    if ray_address:
+        from indexer.ray_embed import RayOptions
+
+        pipeline = create_ray_pipeline(settings, store, embedder, RayOptions(address=ray_address, workers=ray_workers),
+                                       crash_hook=hook, progress=progress)
+    else:
+        pipeline = create_pipeline(settings, store, embedder, crash_hook=hook, progress=progress)
     try:
         report = pipeline.run(source, rebuild=rebuild)
     finally:
@@ -170,8 +184,8 @@ def index_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
     if len(report.problems) > 50:
         click.echo(f"  ... and {len(report.problems) - 50} more (use --json for all)")
     rate = data["items_per_second"]
-    click.echo(f"embedded {report.embedded} items in {report.elapsed_seconds:.1f}s ({rate} items/s) "
-               f"on {embedder.device}")
+    runner = getattr(pipeline, "runner", "") or str(embedder.device)
+    click.echo(f"embedded {report.embedded} items in {report.elapsed_seconds:.1f}s ({rate} items/s) on {runner}")
     state = "published" if report.published else "unchanged"
     click.echo(f"index generation {report.generation} ({report.generation_count} vectors, {report.spec}): {state}")
 

@@ -48,6 +48,16 @@ def create_pipeline(settings: Settings, store: Store, embedder, crash_hook: Cras
                             vector_store=vector_store or create_vector_store(settings), **pipeline_options(settings))
 
 
+def create_ray_pipeline(settings: Settings, store: Store, embedder, ray_options, crash_hook: CrashHook | None = None,
+                        progress: bool = True, vector_store: VectorStore | None = None):  # noqa: ANN001
+    """The indexing pipeline with the embedding on a Ray cluster (indexer/ray_embed.py); same SQL and store path."""
+    from indexer.ray_embed import RayIndexingPipeline
+
+    return RayIndexingPipeline(store, embedder, settings.index_dir, settings=settings, ray_options=ray_options,
+                               crash_hook=crash_hook, progress=progress,
+                               vector_store=vector_store or create_vector_store(settings), **pipeline_options(settings))
+
+
 def create_search_service(settings: Settings, store: Store, embedder,
                           vector_store: VectorStore | None = None) -> SearchService:
     """Search over the configured vector store (index.store)."""
