@@ -401,8 +401,11 @@ class MilvusVectorStore:
             schema.add_field(c, DataType.VARCHAR, max_length=TAXONOMY_MAX_BYTES)
         schema.add_field("attributes", DataType.JSON)
         index = self.client.prepare_index_params()
+        # pymilvus 3 sends build parameters as flat key/values, which Milvus reads; milvus-lite 3.2 reads only the
+        # older JSON "params" entry (and silently builds with defaults otherwise). Milvus accepts both, so send both.
+        params = dict(self.index["params"])
         index.add_index(field_name="vector", index_type=self.index["index_type"], metric_type="IP",
-                        params=self.index["params"])
+                        params={**params, "params": params} if params else {})
         self._call("create_collection", self.client.create_collection, name, schema=schema, index_params=index,
                    description=json.dumps(manifest), properties={MANIFEST_PROPERTY: json.dumps(manifest)})
         # Inverted indexes make taxonomy filters cheap on big collections; Milvus builds them in the background
@@ -508,6 +511,10 @@ class MilvusVectorStore:
             hook("before-index-save")
             self._write(collection, store, fp, None, hook)
             self._call("flush", self.client.flush, collection)
+            # Seal the filled collection and load it with its index built before any search is sent to it
+            # (milvus-lite otherwise builds segment indexes in the background and searches exactly until then).
+            self._call("release_collection", self.client.release_collection, collection)
+            self._call("load_collection", self.client.load_collection, collection)
             hook("before-swap")
             self._point_alias(collection)
             hook("after-swap")

@@ -74,6 +74,9 @@ def test_rebuild_fills_a_new_collection_and_moves_the_alias(env, small_embedder)
     run_index(settings, store, vs, small_embedder, catalog)
     assert vs.served_collection()[0] == "lookalike_g000001"
     assert {"vector", "gender", "article_type"} <= set(vs.client.list_indexes("lookalike_g000001"))
+    # index.spec = auto -> HNSW M=32: the engine got the build parameters (milvus-lite drops pymilvus 3's flat ones).
+    described = vs.client.describe_index("lookalike_g000001", "vector")
+    assert described["index_type"] == "HNSW" and described["params"] == {"M": 32, "efConstruction": 200}
     for expected in ("lookalike_g000002", "lookalike_g000003"):
         report = run_index(settings, store, vs, small_embedder, catalog, rebuild=True)
         assert report.published and report.embedded == 0  # rebuilt from SQL, nothing re-embedded
