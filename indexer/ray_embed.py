@@ -256,7 +256,8 @@ class RayIndexingPipeline(IndexingPipeline):
             finally:
                 bar.close()
                 if owns:
-                    _ray().shutdown()
+                    # Wait for raylet, GCS & co. to exit (and be reaped) rather than leave them dying.
+                    _ray().shutdown(wait_for_processes=True)
             self.publish(report, force=rebuild)
             purged = self.store.purge_removed(keep_ids=())
             if purged:

@@ -31,7 +31,7 @@ def ray_cluster():
     assert connect_ray(RayOptions(address="auto", num_cpus=2, object_store_mb=100))
     assert ray.cluster_resources().get("CPU") == 2
     yield ray
-    ray.shutdown()
+    ray.shutdown(wait_for_processes=True)  # reaped, so no "subprocess still running" warnings under load
     assert not ray.is_initialized()
 
 
