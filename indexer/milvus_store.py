@@ -18,6 +18,7 @@ pymilvus is imported lazily, so the base install works without it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -287,6 +288,23 @@ def release_local_server(uri: str) -> None:
         server_manager_instance.release_server(uri)
 
 
+# Loggers that print a traceback for every failed call, muted while a failure is expected and retried.
+_RETRY_LOGGERS = ("pymilvus.decorators", "milvus_lite.adapter.grpc.servicer")
+
+
+@contextlib.contextmanager
+def _quiet(*names: str):
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _message(exc: BaseException) -> str:
     return str(getattr(exc, "message", "") or exc).splitlines()[0]
 
@@ -511,10 +529,8 @@ class MilvusVectorStore:
             hook("before-index-save")
             self._write(collection, store, fp, None, hook)
             self._call("flush", self.client.flush, collection)
-            # Seal the filled collection and load it with its index built before any search is sent to it
-            # (milvus-lite otherwise builds segment indexes in the background and searches exactly until then).
-            self._call("release_collection", self.client.release_collection, collection)
-            self._call("load_collection", self.client.load_collection, collection)
+            if self.local:
+                self._reload_lite(collection)
             hook("before-swap")
             self._point_alias(collection)
             hook("after-swap")
@@ -526,6 +542,22 @@ class MilvusVectorStore:
         report.generation, report.generation_count, report.spec, report.published = (
             name, len(state.ids), self.spec, True)
         return True
+
+    def _reload_lite(self, collection: str, attempts: int = 20) -> None:
+        """milvus-lite builds segment indexes in a background thread after a flush and searches exactly until
+        then; reloading builds them now, so a filled collection is served with its index. The background thread
+        may still be writing a segment file, which makes a load fail: try again shortly."""
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                with _quiet(*(() if last else _RETRY_LOGGERS)):
+                    self._call("release_collection", self.client.release_collection, collection)
+                    self._call("load_collection", self.client.load_collection, collection)
+                return
+            except VectorStoreError:
+                if last:
+                    raise
+                time.sleep(0.25 * (attempt + 1))
 
     def _point_alias(self, collection: str) -> None:
         aliases = self._call("list_aliases", self.client.list_aliases).get("aliases", [])

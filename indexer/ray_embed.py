@@ -209,6 +209,9 @@ class RayIndexingPipeline(IndexingPipeline):
         self.settings = settings
         self.ray_options = ray_options or RayOptions()
         self.runner = ""
+        # Seconds from starting the first window's dataset to its first embedded batch (actor start-up + model
+        # load), and the rows in that batch: lets a benchmark separate start-up from the steady rate.
+        self.first_batch: tuple[float, int] | None = None
 
     def _pool_shape(self) -> tuple[int, float, float, int]:
         """(actors, GPUs per actor, CPUs per actor, torch threads per actor) for the connected cluster."""
@@ -287,8 +290,11 @@ class RayIndexingPipeline(IndexingPipeline):
                     pending_meta: list[tuple[int, dict[str, Any]]], report: IndexReport, bar: tqdm) -> None:
         fp = self.embedder.fingerprint
         pending: list[tuple[_Work, np.ndarray]] = []
+        t0 = time.perf_counter()
         try:
             for out in self._dataset(rows, existing, shape).iter_batches(batch_size=None, batch_format="numpy"):
+                if self.first_batch is None:
+                    self.first_batch = (time.perf_counter() - t0, len(out["key"]))
                 report.embedded_seconds += float(np.sum(out["forward_s"]))
                 for j in range(len(out["key"])):
                     row = rows[int(out["key"][j])]
