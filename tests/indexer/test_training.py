@@ -18,6 +18,7 @@ from indexer.training import (
     TaxonomyVocab,
     TrainOptions,
     _image_loader,
+    cache_seconds,
     cache_views,
     read_products,
     train_from_catalog,
@@ -41,15 +42,19 @@ def test_view_cache_resumes_after_an_interruption(small_catalog: Path, tmp_path:
     path = tmp_path / "train.npy"
     first = np.array(cache_views(products, emb, split, synth, 3, path, chunk=2, progress=False))
     assert first.shape == (5, 3, 192, 2, 2) and first.dtype == np.float16
-    assert json.loads(Path(f"{path}.done").read_text()) == {"done": 5}
+    record = json.loads(Path(f"{path}.done").read_text())
+    assert record["done"] == 5 and record["seconds"] >= 0
     # A kill after the first chunk: rows past it may be garbage, the progress file says 2.
     arr = np.load(path, mmap_mode="r+")
     arr[2:] = 0
     arr.flush()
     del arr
-    Path(f"{path}.done").write_text(json.dumps({"done": 2}))
+    Path(f"{path}.done").write_text(json.dumps({"done": 2, "seconds": 100.0}))
     again = np.array(cache_views(products, emb, split, synth, 3, path, chunk=2, progress=False))
     np.testing.assert_array_equal(again, first)
+    # The time of the interrupted run is kept and the resumed run's time is added to it.
+    assert json.loads(Path(f"{path}.done").read_text())["done"] == 5
+    assert cache_seconds(path) > 100.0
 
 
 def test_taxonomy_vocabulary_marks_unknown_values(small_catalog: Path) -> None:
