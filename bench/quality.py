@@ -99,8 +99,9 @@ def main() -> None:
     timing = meta.get("timing", {})
     body = f"""Test products only: the {meta['data']['split_counts']['test']} products that `{splits.relative_to(REPO)}`
 puts in "test" were never seen in training (splits by product id). Model: `{settings.model.backbone}` served at
-{settings.model.input_size} px, both rows (the checkpoint was trained at {meta['input_size']} px; the serving size
-was chosen on validation products, docs/training.md); fine-tuned checkpoint `{checkpoint}` (sha256 {manifest['sha256'][:16]}, trained
+{settings.model.input_size} px, both rows (the checkpoint was trained at {meta['input_size']} px; the serving
+size was chosen on validation products, docs/training.md); fine-tuned checkpoint `{checkpoint}`
+(sha256 {manifest['sha256'][:16]}, trained
 {meta.get('epochs_done')} epochs, view caching {timing.get('cache_seconds')} s + training
 {timing.get('train_seconds')} s on {meta.get('machine')}; see docs/training.md). Index: the configured spec
 (`{f['index_spec']}`, {f['search_backend']}) built over the gallery vectors, searched with the serving
