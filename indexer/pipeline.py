@@ -329,16 +329,21 @@ class IndexingPipeline:
                     except queue.Empty:
                         pass
                 bar.close()
-            self.publish(report, force=rebuild)
-            purged = self.store.purge_removed(keep_ids=())
-            if purged:
-                log.info("purged %d removed items", purged)
+            self._publish_and_purge(report, rebuild)
         finally:
             lock.release()
         report.elapsed_seconds = time.perf_counter() - t0
         return report
 
     # ---- stage 5: index generation -------------------------------------------------------
+
+    def _publish_and_purge(self, report: IndexReport, rebuild: bool) -> None:
+        """The end of every run: bring the vector store in line with SQL, then purge removed items' rows (in this
+        order, so a kill in between leaves rows that the next run purges, never ids the index serves without rows)."""
+        self.publish(report, force=rebuild)
+        purged = self.store.purge_removed(keep_ids=())
+        if purged:
+            log.info("purged %d removed items", purged)
 
     def publish(self, report: IndexReport | None = None, force: bool = False) -> bool:
         """Bring the vector store in line with SQL (a new FAISS generation, or Milvus upserts/deletes), unless it

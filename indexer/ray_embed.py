@@ -46,8 +46,6 @@ from indexer.pipeline import (
 )
 from indexer.vector_store import require_module
 
-log = logging.getLogger(__name__)
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = (REPO / "engine", REPO / "indexer")
 
@@ -261,10 +259,7 @@ class RayIndexingPipeline(IndexingPipeline):
                 if owns:
                     # Wait for raylet, GCS & co. to exit (and be reaped) rather than leave them dying.
                     _ray().shutdown(wait_for_processes=True)
-            self.publish(report, force=rebuild)
-            purged = self.store.purge_removed(keep_ids=())
-            if purged:
-                log.info("purged %d removed items", purged)
+            self._publish_and_purge(report, rebuild)
         finally:
             lock.release()
         report.elapsed_seconds = time.perf_counter() - t0
