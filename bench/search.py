@@ -140,13 +140,13 @@ def main() -> None:
         chosen += [(f"{args.hnsw} efSearch={v}", *summary[(args.hnsw, v)]) for v in efs]
         ok = [(name, r, sp) for name, r, sp in chosen if r >= 0.95 and sp >= 20]
         from indexer.settings import load_settings
+        from indexer.sweep import configured_setting
 
-        idx = load_settings(args.config).index
-        spec = default_spec if idx.spec == "auto" else idx.spec
-        knob = idx.ef_search if spec.startswith("HNSW") else idx.nprobe
-        configured = f"{spec} {'efSearch' if spec.startswith('HNSW') else 'nprobe'}={knob}"
+        settings = load_settings(args.config)
+        configured = configured_setting(settings, args.n, dim).label
         measured = next(((r, sp) for name, r, sp in chosen if name == configured), None)
-        verdict = (f"Configured default at this size: `{configured}` (index.spec = \"{idx.spec}\" in {args.config}): "
+        verdict = (f"Configured default at this size: `{configured}` (index.spec = \"{settings.index.spec}\" in "
+                   f"{args.config}): "
                    + (f"recall@{args.k} {measured[0]:.4f} at {measured[1]:.0f}x Flat's single-query rate"
                       if measured else "not among the measured settings")
                    + f". Settings meeting recall@{args.k} >= 0.95 at >= 20x Flat's single-query rate: "
