@@ -489,6 +489,77 @@ def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
     train_from_catalog(opts, cfg, echo=click.echo)
 
 
+@cli.command("train-classifier")
+@click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
+              help="Checkpoint from `manage.py train` (default: model.checkpoint).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Output checkpoint (default: --checkpoint).")
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False),
+              help="id,split file (default: splits.csv beside --checkpoint).")
+@click.option("--work-dir", default=None, type=click.Path(file_okay=False),
+              help="Feature cache (default var/train/<checkpoint folder name>-classifier).")
+@click.option("--level", default="article_type", show_default=True,
+              type=click.Choice(["master_category", "sub_category", "article_type"]))
+@click.option("--views", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="Views per product: the shop photo + views-1 SYNTHETIC street photos.")
+@click.option("--synthetic-seed", default=0, show_default=True, type=int)
+@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(0), help="0 = linear classifier.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=2e-3, show_default=True, type=float)
+@click.option("--weight-decay", default=1e-2, show_default=True, type=float)
+@click.option("--dropout", default=0.3, show_default=True, type=click.FloatRange(0, 0.95))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--weight", default=None, type=click.FloatRange(0, 1),
+              help="Share of the embedding given to the posterior (default: chosen on the val products).")
+@click.option("--head-epochs", default=0, show_default=True, type=click.IntRange(0),
+              help="First re-fit the checkpoint's projection head on the serving-size features for this many epochs "
+                   "(triplet + taxonomy loss, as `train`; 0 = keep the head).")
+@click.option("--head-aux-weight", default=1.0, show_default=True, type=float)
+@click.option("--head-lr", default=5e-4, show_default=True, type=float)
+@click.option("--max-products", default=None, type=click.IntRange(2), help="Fit on a seeded sample.")
+@click.option("--input-size", default=None, type=click.IntRange(32), help="Default: model.input_size.")
+@click.option("--device", default=None, help="Default: model.device.")
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--no-progress", is_flag=True)
+@with_settings
+def train_classifier_cmd(settings: Settings, checkpoint: str | None, out: str | None, catalog: str | None,
+                         images_root: str | None, splits_file: str | None, work_dir: str | None, level: str,
+                         views: int, synthetic_seed: int, hidden: int, epochs: int, lr: float, weight_decay: float,
+                         dropout: float, seed: int, weight: float | None, head_epochs: int,
+                         head_aux_weight: float, head_lr: float, max_products: int | None,
+                         input_size: int | None, device: str | None, threads: int | None, no_progress: bool) -> None:
+    """Fit a taxonomy classifier on a checkpoint's features and mix its posterior into the embedding (the weight
+    is chosen on the val products so that street-to-shop recall@20 does not drop); see docs/training.md."""
+    from indexer.classifier_train import ClassifierConfig, ClassifierOptions, train_classifier
+
+    _set_threads(threads)
+    ckpt = Path(checkpoint) if checkpoint else (settings.resolve_path(settings.model.checkpoint)
+                                                if settings.model.checkpoint else None)
+    if ckpt is None:
+        raise click.UsageError("no checkpoint: pass --checkpoint or set model.checkpoint")
+    if not ckpt.is_file():
+        raise click.UsageError(f"checkpoint not found: {ckpt}")
+    splits = Path(splits_file) if splits_file else ckpt.parent / "splits.csv"
+    if not splits.is_file():
+        raise click.UsageError(f"splits file not found: {splits} (pass --splits)")
+    path, root = _default_catalog(settings, catalog, images_root)
+    opts = ClassifierOptions(
+        checkpoint=ckpt, out=Path(out) if out else ckpt, catalog=Path(path), images_root=Path(root) if root else None,
+        splits=splits, work_dir=Path(work_dir) if work_dir else
+        settings.resolve_path("var/train") / f"{ckpt.parent.name}-classifier",
+        input_size=input_size or settings.model.input_size, n_views=views, synthetic_seed=synthetic_seed,
+        weight=weight, head_epochs=head_epochs, head_aux_weight=head_aux_weight, head_lr=head_lr,
+        device=device or settings.model.device, progress=not no_progress, max_products=max_products,
+        command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
+    cfg = ClassifierConfig(level=level, hidden=hidden, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                           dropout=dropout, seed=seed)
+    try:
+        train_classifier(opts, cfg, echo=click.echo)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @cli.group("evaluate")
 def evaluate() -> None:
     """Retrieval quality of the served model: recall@1/5/10/20 and mAP, stored in SQL."""

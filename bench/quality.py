@@ -97,13 +97,25 @@ def main() -> None:
           round(m["recall@1"], 3), round(b["per_label"].get(lab, {}).get("recall@20", float("nan")), 3),
           round(m["recall@20"], 3)] for lab, m in top])
     timing = meta.get("timing", {})
+    extra = ""
+    if meta.get("head_refit") or meta.get("classifier"):
+        parts = []
+        if meta.get("head_refit"):
+            parts.append(f"its head re-fitted for {len(meta['head_refit']['history'])} epochs on features at "
+                         f"{meta['head_refit']['input_size']} px")
+        if meta.get("classifier"):
+            c = meta["classifier"]
+            parts.append(f"a {c['level']} classifier ({len(c['classes'])} classes) mixed into the embedding at weight "
+                         f"{c['weight']}")
+        extra = (" Then `manage.py train-classifier` (train products to fit, val products to choose the weight): "
+                 + " and ".join(parts) + ".")
     body = f"""Test products only: the {meta['data']['split_counts']['test']} products that `{splits.relative_to(REPO)}`
 puts in "test" were never seen in training (splits by product id). Model: `{settings.model.backbone}` served at
 {settings.model.input_size} px, both rows (the checkpoint was trained at {meta['input_size']} px; the serving
 size was chosen on validation products, docs/training.md); fine-tuned checkpoint `{checkpoint}`
 (sha256 {manifest['sha256'][:16]}, trained
 {meta.get('epochs_done')} epochs, view caching {timing.get('cache_seconds')} s + training
-{timing.get('train_seconds')} s on {meta.get('machine')}; see docs/training.md). Index: the configured spec
+{timing.get('train_seconds')} s on {meta.get('machine')}; see docs/training.md).{extra} Index: the configured spec
 (`{f['index_spec']}`, {f['search_backend']}) built over the gallery vectors, searched with the serving
 `VectorSearcher`. Definitions: docs/metrics.md.
 

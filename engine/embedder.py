@@ -16,7 +16,7 @@ from PIL import Image
 from engine.backbones import DEFAULT_BACKBONE, RANDOM, Backbone, build_backbone
 from engine.checkpoints import load_checkpoint
 from engine.errors import EmbedderError
-from engine.heads import EmbeddingNet, ProjectionHead
+from engine.heads import EmbeddingNet, ProjectionHead, TaxonomyClassifier
 from engine.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,13 @@ class Embedder:
         weights_source: Where the weights came from, e.g. "torchvision:IMAGENET1K_V1" or "checkpoint:/path".
         checkpoint: Checkpoint path the weights came from, or "".
         head_spec: The head's spec dict, or None.
+        classifier_spec: The taxonomy classifier's spec plus its mixing ``weight`` (see ``EmbeddingNet``), or
+            None when the embedding is the head's output alone.
     """
 
     def __init__(self, backbone: Backbone, module: EmbeddingNet, dim: int, preprocessor: Preprocessor,
                  device: torch.device, weights_source: str, checkpoint: str = "",
-                 head_spec: dict[str, Any] | None = None) -> None:
+                 head_spec: dict[str, Any] | None = None, classifier_spec: dict[str, Any] | None = None) -> None:
         self.name = backbone.name
         self.dim = dim
         self.input_size = preprocessor.size
@@ -79,6 +81,7 @@ class Embedder:
         self.weights_source = weights_source
         self.checkpoint = checkpoint
         self.head_spec = head_spec
+        self.classifier_spec = classifier_spec
         self._fingerprint_cache: tuple[tuple, str] | None = None
 
     def __repr__(self) -> str:
@@ -89,7 +92,8 @@ class Embedder:
         """Hex digest (32 chars) identifying what the embeddings depend on.
 
         sha256 over: the backbone name, the preprocessing parameters (size, mean, std, letterbox fill, resize
-        method), the head spec, and every state-dict tensor's name, dtype, shape and bytes, in sorted key order.
+        method), the head spec, the taxonomy classifier's spec and mixing weight (when there is
+        one), and every state-dict tensor's name, dtype, shape and bytes, in sorted key order.
         The same config gives the same value in every process and on every device. It is cached and recomputed
         when any tensor changes (tracked through torch's in-place version counters), so fine-tuning
         ``module`` in place changes it.
@@ -101,6 +105,8 @@ class Embedder:
         digest = hashlib.sha256()
         header = {"version": FINGERPRINT_VERSION, "backbone": self.name, "preprocess": self.preprocessor.params(),
                   "head": self.head_spec}
+        if self.classifier_spec is not None:
+            header["classifier"] = self.classifier_spec
         digest.update(json.dumps(header, sort_keys=True).encode())
         for name in sorted(state):
             tensor = state[name]
@@ -161,15 +167,35 @@ class Embedder:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for index manifests: name, weights, checkpoint, input_size, dim, fingerprint,
-        mean, std, letterbox_fill, head, preprocess."""
+        mean, std, letterbox_fill, head, preprocess, and classifier (level, class count, weight) when there is one."""
         params = self.preprocessor.params()
-        return {"name": self.name, "weights": self.weights_source, "checkpoint": self.checkpoint,
-                "input_size": self.input_size, "dim": self.dim, "fingerprint": self.fingerprint,
-                "mean": params["mean"], "std": params["std"], "letterbox_fill": params["fill"],
-                "head": self.head_spec, "preprocess": params}
+        out = {"name": self.name, "weights": self.weights_source, "checkpoint": self.checkpoint,
+               "input_size": self.input_size, "dim": self.dim, "fingerprint": self.fingerprint,
+               "mean": params["mean"], "std": params["std"], "letterbox_fill": params["fill"],
+               "head": self.head_spec, "preprocess": params}
+        if self.classifier_spec is not None:
+            spec = self.classifier_spec
+            out["classifier"] = {"level": spec["level"], "classes": len(spec["classes"]), "weight": spec["weight"]}
+        return out
 
 
-def _from_checkpoint(name: str, checkpoint: str, input_size: int) -> tuple[Backbone, EmbeddingNet, dict | None, str]:
+def _classifier_from_meta(checkpoint: str, meta: dict[str, Any], weight: float | None) -> \
+        tuple[TaxonomyClassifier | None, dict[str, Any] | None]:
+    spec = meta.get("classifier")
+    if not spec:
+        return None, None
+    try:
+        classifier = TaxonomyClassifier.from_spec(spec)
+        w = float(spec["weight"]) if weight is None else float(weight)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmbedderError(f"checkpoint {checkpoint!r} has a bad classifier spec (model.checkpoint): {exc}") from exc
+    if not 0.0 <= w <= 1.0:
+        raise EmbedderError(f"taxonomy weight must be in [0, 1] (model.taxonomy_weight), got {w}")
+    return classifier, {**classifier.spec, "weight": w}
+
+
+def _from_checkpoint(name: str, checkpoint: str, input_size: int, taxonomy_weight: float | None = None) -> \
+        tuple[Backbone, EmbeddingNet, dict | None, str, dict | None]:
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt["meta"]
     backbone_name = meta["backbone"]
@@ -190,7 +216,8 @@ def _from_checkpoint(name: str, checkpoint: str, input_size: int) -> tuple[Backb
         head = ProjectionHead.from_spec(head_spec) if head_spec else None
     except (ValueError, KeyError, TypeError) as exc:
         raise EmbedderError(f"checkpoint {checkpoint!r} has a bad head spec (model.checkpoint): {exc}") from exc
-    net = EmbeddingNet(backbone.module, head)
+    classifier, classifier_spec = _classifier_from_meta(checkpoint, meta, taxonomy_weight)
+    net = EmbeddingNet(backbone.module, head, classifier, classifier_spec["weight"] if classifier_spec else 0.0)
     try:
         result = net.load_state_dict(ckpt["state_dict"], strict=not partial)
     except RuntimeError as exc:
@@ -204,11 +231,12 @@ def _from_checkpoint(name: str, checkpoint: str, input_size: int) -> tuple[Backb
                                 f"(model.checkpoint): missing {missing[:8]}, unexpected {result.unexpected_keys[:8]}")
     if "mean" in meta and "std" in meta:
         backbone.mean, backbone.std = tuple(meta["mean"]), tuple(meta["std"])
-    return backbone, net, (head.spec if head else None), f"checkpoint:{checkpoint}#sha256={ckpt['sha256'][:16]}"
+    return (backbone, net, (head.spec if head else None), f"checkpoint:{checkpoint}#sha256={ckpt['sha256'][:16]}",
+            classifier_spec)
 
 
 def create_embedder(name: str = DEFAULT_BACKBONE, weights: str = "", checkpoint: str = "", input_size: int = 224,
-                    device: str = "auto") -> Embedder:
+                    device: str = "auto", taxonomy_weight: float | None = None) -> Embedder:
     """Build an Embedder from a model recipe (the ``[model]`` section of config.toml).
 
     Args:
@@ -220,6 +248,8 @@ def create_embedder(name: str = DEFAULT_BACKBONE, weights: str = "", checkpoint:
             built (``name`` and ``weights`` are not used for the weights) with its head and fine-tuned weights.
         input_size: Square input side in pixels (the argument wins over the checkpoint's recorded size).
         device: "auto", "cpu", "cuda" or "cuda:N".
+        taxonomy_weight: For a checkpoint with a taxonomy classifier: how much of the embedding is its posterior,
+            in [0, 1] (``EmbeddingNet``); None = the weight recorded in the checkpoint. Ignored without one.
 
     Returns:
         The Embedder, its module in eval mode on the resolved device.
@@ -232,10 +262,14 @@ def create_embedder(name: str = DEFAULT_BACKBONE, weights: str = "", checkpoint:
         raise EmbedderError(f"input_size must be an integer >= 32 (model.input_size), got {input_size!r}")
     resolved_device = resolve_device(device)
     if checkpoint:
-        backbone, net, head_spec, source = _from_checkpoint(name, checkpoint, input_size)
+        backbone, net, head_spec, source, classifier_spec = _from_checkpoint(name, checkpoint, input_size,
+                                                                             taxonomy_weight)
         dim = head_spec["out_dim"] if head_spec else backbone.dim
+        if classifier_spec:
+            dim += len(classifier_spec["classes"])
     else:
         backbone = build_backbone(name, weights, input_size)
         net, head_spec, source, dim = EmbeddingNet(backbone.module), None, backbone.weights_source, backbone.dim
+        classifier_spec = None
     preprocessor = Preprocessor(input_size, tuple(backbone.mean), tuple(backbone.std))
-    return Embedder(backbone, net, dim, preprocessor, resolved_device, source, checkpoint, head_spec)
+    return Embedder(backbone, net, dim, preprocessor, resolved_device, source, checkpoint, head_spec, classifier_spec)

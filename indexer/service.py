@@ -30,7 +30,7 @@ def create_embedder_from_settings(settings: Settings):
         weights = str(settings.resolve_path(weights))
     checkpoint = str(settings.resolve_path(m.checkpoint)) if m.checkpoint else ""
     return create_embedder(m.backbone, weights=weights, checkpoint=checkpoint, input_size=m.input_size,
-                           device=m.device)
+                           device=m.device, taxonomy_weight=None if m.taxonomy_weight < 0 else m.taxonomy_weight)
 
 
 def pipeline_options(settings: Settings) -> dict[str, Any]:

@@ -41,6 +41,8 @@ class ModelSettings:
     input_size: int = 224
     batch_size: int = 64
     device: str = "auto"
+    # Share of the embedding given to the checkpoint's taxonomy classifier, in [0, 1]; negative = the checkpoint's.
+    taxonomy_weight: float = -1.0
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ def test_trained_on_non_test_products_only(default_model: dict) -> None:
     assert meta["data"]["train_products"] <= counts["train"] and counts["test"] > 1000
     manifest = json.loads((default_model["path"].parent / "model.pt.json").read_text())
     assert manifest["bytes"] < 20_000_000
+    if "classifier" in meta:  # the taxonomy classifier, too, was fitted on train products and tuned on val only
+        fit = meta["classifier"]["fit"]
+        assert fit["splits_sha256"] == meta["data"]["splits_sha256"]
+        assert fit["train_products"] <= counts["train"] and fit["val_products"] <= counts["val"]
 
 
 def test_fine_tuned_beats_its_backbone_on_test_products(default_model: dict) -> None:

@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
+from engine.checkpoints import load_checkpoint
 from tests.conftest import run_manage, write_small_catalog
 
 METRIC_KEYS = ("recall@1", "recall@5", "recall@10", "recall@20", "mAP", "n_queries")
@@ -47,6 +49,32 @@ def test_train_make_pairs_evaluate(tmp_path: Path, config_path: Path) -> None:
 
     again = ok(run_manage(*train_args, "--resume", config=config_path))
     assert "resuming" in again and "epoch 1/3" not in again  # nothing left to train: no epoch is redone
+
+    # A taxonomy classifier on top of that checkpoint, its posterior mixed into the embedding.
+    ckpt2 = tmp_path / "model" / "with-classifier.pt"
+    clf_args = ("train-classifier", "--checkpoint", str(ckpt), "--out", str(ckpt2), "--catalog", str(catalog),
+                "--splits", str(splits), "--work-dir", str(tmp_path / "clf"), "--hidden", "16", "--epochs", "3",
+                "--device", "cpu", "--threads", "2", "--no-progress")
+    out = ok(run_manage(*clf_args, "--head-epochs", "1", config=config_path))
+    assert "<- chosen" in out and "SYNTHETIC" in out and "validation accuracy" in out and "head re-fit" in out
+    clf_meta = json.loads(Path(f"{ckpt2}.json").read_text())["meta"]
+    assert len(clf_meta["head_refit"]["history"]) == 1 and clf_meta["head_refit"]["config"]["views_per_product"] == 2
+    refit = load_checkpoint(ckpt2)["state_dict"]
+    assert not torch.equal(refit["head.net.0.weight"], load_checkpoint(ckpt)["state_dict"]["head.net.0.weight"])
+    n_classes = len(clf_meta["classifier"]["classes"])
+    assert clf_meta["classifier"]["level"] == "article_type" and n_classes >= 2
+    assert clf_meta["head"] == meta["head"] and clf_meta["history"] == meta["history"]
+    fit = clf_meta["classifier"]["fit"]
+    assert fit["weight_rule"].startswith("best val") and len(fit["val_by_weight"]) > 1
+    chosen = [r for r in fit["val_by_weight"] if r["weight"] == clf_meta["classifier"]["weight"]]
+    assert len(chosen) == 1 and chosen[0]["street_r@20"] >= fit["val_by_weight"][0]["street_r@20"] - 0.002
+    out = ok(run_manage(*clf_args, "--weight", "0.3", config=config_path))  # refit: the feature cache is reused
+    assert json.loads(Path(f"{ckpt2}.json").read_text())["meta"]["classifier"]["weight"] == 0.3
+    assert len(list((tmp_path / "clf").glob("features-*"))) == 1
+    proc = run_manage("evaluate", "category", "--catalog", str(catalog), "--splits", str(splits), "--split", "test",
+                      "--label", "article_type", "--checkpoint", str(ckpt2), "--json", "--no-progress",
+                      "--no-store", config=config_path)
+    assert json.loads(ok(proc))["model"]["dim"] == 32 + n_classes
 
     pairs_dir = tmp_path / "pairs"
     out = ok(run_manage("make-pairs", "synthetic", "--catalog", str(catalog), "--splits", str(splits), "--split",
@@ -90,3 +118,5 @@ def test_cli_errors_are_one_line(tmp_path: Path, config_path: Path) -> None:
     bad.write_text("photo,product\n")
     proc = run_manage("evaluate", "street2shop", "--pairs", str(bad), "--gallery", str(bad), config=config_path)
     assert proc.returncode == 2 and "query_image,item_id" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_manage("train-classifier", "--checkpoint", str(tmp_path / "missing.pt"), config=config_path)
+    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr and "Traceback" not in proc.stderr
