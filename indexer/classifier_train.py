@@ -152,7 +152,7 @@ def weight_grid_metrics(emb: np.ndarray, posterior: np.ndarray, labels: np.ndarr
 
     Returns:
         One dict per weight: weight, category_r@1 (leave-one-out over shop photos), and when V >= 2 the
-        street-to-shop r@1 / r@20 (street views against the shop photos).
+        street-to-shop r@1 / r@20 (street views against the shop photos; r@20 only with >= 20 products).
     """
     rows = []
     for w in grid:
@@ -161,17 +161,21 @@ def weight_grid_metrics(emb: np.ndarray, posterior: np.ndarray, labels: np.ndarr
         if emb.shape[1] >= 2:
             rec = synthetic_recall(mixed, (1, 20))
             row["street_r@1"] = rec[1]
-            row["street_r@20"] = rec.get(20, float("nan"))
+            if 20 in rec:  # needs at least 20 products
+                row["street_r@20"] = rec[20]
         rows.append(row)
     return rows
 
 
 def choose_weight(rows: Sequence[dict[str, float]], tolerance: float = 0.002) -> float:
     """The weight with the best validation category recall@1 among those whose street-to-shop recall@20 is within
-    ``tolerance`` of the weight-0 embedding's (street-to-shop must not pay for category retrieval)."""
+    ``tolerance`` of the weight-0 embedding's (street-to-shop must not pay for category retrieval).
+
+    With fewer than 20 val products recall@1 stands in for recall@20; without street views only category counts.
+    """
     base = next((r for r in rows if r["weight"] == 0.0), rows[0])
-    floor = base.get("street_r@20", float("nan")) - tolerance
-    allowed = [r for r in rows if not (r.get("street_r@20", floor) < floor)]
+    key = next((k for k in ("street_r@20", "street_r@1") if k in base), None)
+    allowed = list(rows) if key is None else [r for r in rows if r[key] >= base[key] - tolerance]
     return max(allowed, key=lambda r: (round(r["category_r@1"], 6), -r["weight"]))["weight"]
 
 
@@ -341,8 +345,8 @@ def train_classifier(opts: ClassifierOptions, cfg: ClassifierConfig,
     echo("validation by weight (street = SYNTHETIC street photos of the val products):")
     for r in grid:
         mark = "  <- chosen" if math.isclose(r["weight"], weight) else ""
-        street = (f"  street-to-shop r@1 {r['street_r@1']:.3f} r@20 {r['street_r@20']:.3f}"
-                  if "street_r@1" in r else "")
+        street = "".join(f" {name} {r[key]:.3f}" for key, name in (("street_r@1", " street-to-shop r@1"),
+                                                                     ("street_r@20", "r@20")) if key in r)
         echo(f"  weight {r['weight']:.2f}: category r@1 {r['category_r@1']:.3f}{street}{mark}")
 
     state = dict(ckpt["state_dict"])

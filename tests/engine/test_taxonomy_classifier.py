@@ -114,3 +114,8 @@ def test_weight_grid_and_choice() -> None:
              {"weight": 0.4, "category_r@1": 0.81, "street_r@20": 0.92}]
     assert choose_weight(table) == 0.2
     assert choose_weight(table, tolerance=0.05) == 0.4
+    small = [{k: v for k, v in r.items() if k != "street_r@20"} | {"street_r@1": 0.9 - r["weight"]} for r in table]
+    assert choose_weight(small) == 0.0 and choose_weight(small, tolerance=0.25) == 0.2  # r@1 stands in for r@20
+    assert choose_weight([{k: v for k, v in r.items() if k == "weight" or k.startswith("cat")} for r in table]) == 0.4
+    few = weight_grid_metrics(emb[:10].astype(np.float32), post[:10].astype(np.float32), labels[:10], (0.0, 0.5))
+    assert all("street_r@20" not in r and "street_r@1" in r for r in few)

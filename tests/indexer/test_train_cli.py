@@ -67,7 +67,8 @@ def test_train_make_pairs_evaluate(tmp_path: Path, config_path: Path) -> None:
     fit = clf_meta["classifier"]["fit"]
     assert fit["weight_rule"].startswith("best val") and len(fit["val_by_weight"]) > 1
     chosen = [r for r in fit["val_by_weight"] if r["weight"] == clf_meta["classifier"]["weight"]]
-    assert len(chosen) == 1 and chosen[0]["street_r@20"] >= fit["val_by_weight"][0]["street_r@20"] - 0.002
+    key = "street_r@20" if "street_r@20" in chosen[0] else "street_r@1"  # r@20 needs >= 20 val products
+    assert len(chosen) == 1 and chosen[0][key] >= fit["val_by_weight"][0][key] - 0.002
     out = ok(run_manage(*clf_args, "--weight", "0.3", config=config_path))  # refit: the feature cache is reused
     assert json.loads(Path(f"{ckpt2}.json").read_text())["meta"]["classifier"]["weight"] == 0.3
     assert len(list((tmp_path / "clf").glob("features-*"))) == 1
