@@ -47,6 +47,7 @@ from indexer.training import (
     Product,
     TaxonomyVocab,
     _image_loader,
+    _sample,
     cache_seconds,
     cache_views,
     machine_summary,
@@ -225,9 +226,7 @@ def _products(opts: ClassifierOptions) -> tuple[list[Product], list[Product]]:
     train = [p for p in products if splits.get(p.id) == "train"]
     val = [p for p in products if splits.get(p.id) == "val"]
     if opts.max_products is not None:
-        rng = np.random.default_rng(0)
-        train = [train[i] for i in np.sort(rng.choice(len(train), min(len(train), opts.max_products), False))]
-        val = [val[i] for i in np.sort(rng.choice(len(val), min(len(val), max(8, opts.max_products // 4)), False))]
+        train, val = _sample(train, opts.max_products, 0), _sample(val, max(8, opts.max_products // 4), 0)
     return train, val
 
 
@@ -255,7 +254,8 @@ def refit_head(net: EmbeddingNet, meta: dict[str, Any], train_arr: np.ndarray, v
     if opts.n_views < 2:
         raise ValueError("--head-epochs needs street views: use --views 2 or more")
     recorded = dict(meta.get("train_config") or {})
-    recorded.pop("level_weights", None)
+    if "level_weights" in recorded:
+        recorded["level_weights"] = tuple(recorded["level_weights"])
     known = set(TrainConfig.__dataclass_fields__)
     cfg = TrainConfig(**{**{k: v for k, v in recorded.items() if k in known}, "epochs_frozen": opts.head_epochs,
                          "epochs_unfrozen": 0, "aux_weight": opts.head_aux_weight, "lr": opts.head_lr,
