@@ -185,7 +185,8 @@ class ClassifierOptions:
     """Data and run options of ``manage.py train-classifier``.
 
     Attributes:
-        checkpoint: Input checkpoint (from ``manage.py train``); its backbone and head stay as they are.
+        checkpoint: Input checkpoint (from ``manage.py train``); its backbone stays as it is, its head too unless
+            ``head_epochs`` > 0.
         out: Output checkpoint (may be the input: its classifier, if any, is replaced).
         catalog / images_root: The catalog the checkpoint was trained on.
         splits: id,split file (train products fit the classifier, val products choose the weight).
