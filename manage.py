@@ -415,7 +415,7 @@ def make_splits_cmd(settings: Settings, out_file: str, catalog: str | None, imag
     click.echo(f"{out_file}: {split_counts(splits)}")
 
 
-@cli.command("train")
+@cli.command("train", with_appcontext=False)  # needs no web app (nor faiss): runs on bare GPU boxes
 @click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
 @click.option("--images-root", type=click.Path(file_okay=False))
 @click.option("--out", default="models/lite0-street2shop/model.pt", show_default=True,
@@ -431,8 +431,11 @@ def make_splits_cmd(settings: Settings, out_file: str, catalog: str | None, imag
               help="Views per product: the shop image + views-1 synthetic street photos.")
 @click.option("--synthetic-seed", default=0, show_default=True, type=int)
 @click.option("--synthetic-size", default=128, show_default=True, type=click.IntRange(32, 2048))
-@click.option("--unfreeze-blocks", default=6, show_default=True, type=click.IntRange(0, 17),
-              help="Backbone stages trainable in the unfrozen epochs (0 = head only; see engine/tail.py).")
+@click.option("--unfreeze-blocks", default=6, show_default=True, type=click.IntRange(0, 18),
+              help="Backbone stages trainable in the unfrozen epochs (0 = head only, 18 = the whole backbone; see "
+                   "engine/tail.py).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0),
+              help="Processes making the views while caching (0 = in the main process).")
 @click.option("--epochs-frozen", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--epochs-unfrozen", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--embed-dim", default=512, show_default=True, type=click.IntRange(1))
@@ -461,7 +464,7 @@ def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
               epochs_unfrozen: int, embed_dim: int, hidden: int, mining: str, margin: float,
               products_per_batch: int, views_per_product: int, lr: float, tail_lr: float, weight_decay: float,
               aux_weight: float, seed: int, max_products: int | None, input_size: int | None, device: str | None,
-              threads: int | None, full_precision: bool, resume: bool, no_progress: bool) -> None:
+              threads: int | None, full_precision: bool, resume: bool, no_progress: bool, workers: int) -> None:
     """Fine-tune the embedding: triplet loss (P x K batches) + taxonomy loss on shop + synthetic street views
     of the train products; writes a checkpoint that model.checkpoint can point at."""
     from engine.training import TrainConfig
@@ -479,7 +482,7 @@ def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
         splits=Path(splits_file) if splits_file else None, val_fraction=val_fraction, test_fraction=test_fraction,
         split_seed=split_seed, n_views=views, synthetic_seed=synthetic_seed,
         synthetic=SyntheticConfig(size=synthetic_size), unfreeze_blocks=unfreeze_blocks, half=not full_precision,
-        max_products=max_products,
+        max_products=max_products, workers=workers,
         resume=resume, progress=not no_progress,
         command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
     cfg = TrainConfig(embed_dim=embed_dim, hidden=hidden, mining=mining, margin=margin,
@@ -489,7 +492,7 @@ def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
     train_from_catalog(opts, cfg, echo=click.echo)
 
 
-@cli.command("train-classifier")
+@cli.command("train-classifier", with_appcontext=False)  # needs no web app (nor faiss): runs on bare GPU boxes
 @click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
               help="Checkpoint from `manage.py train` (default: model.checkpoint).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Output checkpoint (default: --checkpoint).")
@@ -521,6 +524,8 @@ def train_cmd(settings: Settings, catalog: str | None, images_root: str | None, 
 @click.option("--input-size", default=None, type=click.IntRange(32), help="Default: model.input_size.")
 @click.option("--device", default=None, help="Default: model.device.")
 @click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0),
+              help="Processes making the views while caching features (0 = in the main process).")
 @click.option("--no-progress", is_flag=True)
 @with_settings
 def train_classifier_cmd(settings: Settings, checkpoint: str | None, out: str | None, catalog: str | None,
@@ -528,7 +533,8 @@ def train_classifier_cmd(settings: Settings, checkpoint: str | None, out: str | 
                          views: int, synthetic_seed: int, hidden: int, epochs: int, lr: float, weight_decay: float,
                          dropout: float, seed: int, weight: float | None, head_epochs: int,
                          head_aux_weight: float, head_lr: float, max_products: int | None,
-                         input_size: int | None, device: str | None, threads: int | None, no_progress: bool) -> None:
+                         input_size: int | None, device: str | None, threads: int | None, workers: int,
+                         no_progress: bool) -> None:
     """Fit a taxonomy classifier on a checkpoint's features and mix its posterior into the embedding (the weight
     is chosen on the val products so that street-to-shop recall@20 does not drop); see docs/training.md."""
     from indexer.classifier_train import ClassifierConfig, ClassifierOptions, train_classifier
@@ -550,7 +556,7 @@ def train_classifier_cmd(settings: Settings, checkpoint: str | None, out: str | 
         settings.resolve_path("var/train") / f"{ckpt.parent.name}-classifier",
         input_size=input_size or settings.model.input_size, n_views=views, synthetic_seed=synthetic_seed,
         weight=weight, head_epochs=head_epochs, head_aux_weight=head_aux_weight, head_lr=head_lr,
-        device=device or settings.model.device, progress=not no_progress, max_products=max_products,
+        device=device or settings.model.device, workers=workers, progress=not no_progress, max_products=max_products,
         command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
     cfg = ClassifierConfig(level=level, hidden=hidden, epochs=epochs, lr=lr, weight_decay=weight_decay,
                            dropout=dropout, seed=seed)

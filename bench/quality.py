@@ -105,14 +105,17 @@ def main() -> None:
                          f"{meta['head_refit']['input_size']} px")
         if meta.get("classifier"):
             c = meta["classifier"]
-            parts.append(f"a {c['level']} classifier ({len(c['classes'])} classes) mixed into the embedding at weight "
-                         f"{c['weight']}")
+            article = "an" if c["level"][:1] in "aeiou" else "a"
+            parts.append(f"{article} {c['level']} classifier ({len(c['classes'])} classes) mixed into the "
+                         f"embedding at weight {c['weight']}")
         extra = (" Then `manage.py train-classifier` (train products to fit, val products to choose the weight): "
                  + " and ".join(parts) + ".")
+    sizes = ("the size it was trained at" if meta["input_size"] == settings.model.input_size else
+             f"the checkpoint was trained at {meta['input_size']} px; the serving size was chosen on validation "
+             "products, docs/training.md")
     body = f"""Test products only: the {meta['data']['split_counts']['test']} products that `{splits.relative_to(REPO)}`
 puts in "test" were never seen in training (splits by product id). Model: `{settings.model.backbone}` served at
-{settings.model.input_size} px, both rows (the checkpoint was trained at {meta['input_size']} px; the serving
-size was chosen on validation products, docs/training.md); fine-tuned checkpoint `{checkpoint}`
+{settings.model.input_size} px, both rows ({sizes}); fine-tuned checkpoint `{checkpoint}`
 (sha256 {manifest['sha256'][:16]}, trained
 {meta.get('epochs_done')} epochs, view caching {timing.get('cache_seconds')} s + training
 {timing.get('train_seconds')} s on {meta.get('machine')}; see docs/training.md).{extra} Index: the configured spec

@@ -6,7 +6,9 @@ small enough to fine-tune on those cached activations: that is the "unfreeze" st
 
 ``unfreeze_blocks`` counts trainable stages from the end of EfficientNet-Lite0:
 0 = nothing (the tap is the pooled 1280-d feature), 1 = the head convolution (+ its BatchNorm), 2 = that plus the
-last MBConv block, n = that plus the last n - 1 MBConv blocks.
+last MBConv block, n = that plus the last n - 1 MBConv blocks; 17 = every MBConv block (only the stem stays frozen)
+and 18 = the whole backbone, stem included: the trunk is then the identity and the "activations" cached are the
+preprocessed images themselves (a GPU recipe: nothing is saved by caching, but the views are made only once).
 """
 
 from __future__ import annotations
@@ -41,15 +43,18 @@ class BackboneSplit:
 
 
 class _LiteTail(nn.Module):
-    """The last MBConv blocks, the head convolution and global average pooling of an EfficientNetLite0."""
+    """The last MBConv blocks, the head convolution and global average pooling of an EfficientNetLite0 (with
+    ``stem``: the stem convolution first, i.e. the whole network up to the pooled feature)."""
 
-    def __init__(self, net: EfficientNetLite0, first_block: int) -> None:
+    def __init__(self, net: EfficientNetLite0, first_block: int, stem: bool = False) -> None:
         super().__init__()
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()) if stem else nn.Identity()
         self.blocks = nn.ModuleList(list(net._blocks)[first_block:])
         self.conv_head = net._conv_head
         self.bn = net._bn1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
         for block in self.blocks:
             x = block(x)
         return F.relu6(self.bn(self.conv_head(x))).mean(dim=(2, 3))
@@ -61,7 +66,7 @@ def split_backbone(module: nn.Module, unfreeze_blocks: int = 0) -> BackboneSplit
     Args:
         module: The backbone's feature module (NCHW -> pooled features).
         unfreeze_blocks: How much of the end to make trainable (see the module docstring). Any backbone supports 0;
-            EfficientNet-Lite0 supports 0..17.
+            EfficientNet-Lite0 supports 0..18.
 
     Returns:
         The split; the module itself is not modified.
@@ -75,8 +80,13 @@ def split_backbone(module: nn.Module, unfreeze_blocks: int = 0) -> BackboneSplit
         raise ValueError("unfreezing backbone blocks is implemented for efficientnet_lite0 only; use "
                          "--unfreeze-blocks 0 (train the projection head on frozen features)")
     n_blocks = len(module._blocks)
-    if not 1 <= unfreeze_blocks <= n_blocks + 1:
-        raise ValueError(f"unfreeze_blocks must be in 0..{n_blocks + 1} for efficientnet_lite0, got {unfreeze_blocks}")
+    if not 1 <= unfreeze_blocks <= n_blocks + 2:
+        raise ValueError(f"unfreeze_blocks must be in 0..{n_blocks + 2} for efficientnet_lite0, got {unfreeze_blocks}")
+    if unfreeze_blocks == n_blocks + 2:
+        prefixes = ("_conv_stem.", "_bn0.") + tuple(f"_blocks.{i}." for i in range(n_blocks)) + ("_conv_head.",
+                                                                                                  "_bn1.")
+        return BackboneSplit(trunk=nn.Identity(), tail=_LiteTail(module, 0, stem=True), tail_prefixes=prefixes,
+                             unfreeze_blocks=unfreeze_blocks)
     first = n_blocks - (unfreeze_blocks - 1)
 
     def trunk(x: torch.Tensor) -> torch.Tensor:

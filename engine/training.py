@@ -274,9 +274,9 @@ class Trainer:
         return self.cfg.epochs_frozen + self.cfg.epochs_unfrozen
 
     def _feature_dim(self) -> int:
-        sample = torch.from_numpy(np.asarray(self.train_set.views[:1, 0], dtype=np.float32))
+        sample = torch.from_numpy(np.asarray(self.train_set.views[:1, 0], dtype=np.float32)).to(self.device)
         with torch.no_grad():
-            return int(self.split.tail.eval()(sample).shape[1])
+            return int(self.split.tail.to(self.device).eval()(sample).shape[1])
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
@@ -292,7 +292,7 @@ class Trainer:
         self.tail.eval()
         with torch.inference_mode():
             for sl in _batched(len(flat), self.batch_eval):
-                x = _to_device(torch.from_numpy(np.asarray(flat[sl], dtype=np.float32)), self.device)
+                x = _to_device(torch.from_numpy(np.array(flat[sl])), self.device).float()
                 with self._autocast():
                     f = self.tail(x).float().cpu().numpy()
                 if out is None:
@@ -428,8 +428,9 @@ class Trainer:
                 if frozen:
                     x = torch.from_numpy(pooled[rows, view_ids]).to(self.device)
                 else:
-                    tap = np.asarray(views[rows, view_ids], dtype=np.float32)
-                    x = self.tail(_to_device(torch.from_numpy(tap), self.device))
+                    # float16 cache rows go to the device as they are and are widened there (exactly)
+                    tap = torch.from_numpy(np.asarray(views[rows, view_ids]))
+                    x = self.tail(_to_device(tap, self.device).float())
                 emb = F.normalize(self.head(x).float(), dim=1)
                 t_loss, stats = triplet_loss(emb, labels, self.cfg.mining, self.cfg.margin)
                 aux = hierarchical_classification_loss(self.taxonomy(emb), targets, self.levels,

@@ -99,7 +99,10 @@ def _backbone_digest(net: EmbeddingNet) -> str:
 def fit_classifier(features: np.ndarray, labels: np.ndarray, classes: Sequence[str], cfg: ClassifierConfig,
                    device: torch.device | str = "cpu",
                    progress: Callable[[int, int, float], None] | None = None) -> TaxonomyClassifier:
-    """Train a ``TaxonomyClassifier`` on (N, D) features and their class indices (rows with -1 are dropped)."""
+    """Train a ``TaxonomyClassifier`` on (N, D) features and their class indices (rows with -1 are dropped).
+
+    The fit runs on ``device``; the classifier comes back on the CPU. Dropout masks are drawn on the CPU from the
+    seed, so they are the same on every device."""
     keep = labels >= 0
     x_all = torch.from_numpy(np.ascontiguousarray(features[keep], dtype=np.float32))
     y_all = torch.from_numpy(labels[keep].astype(np.int64))
@@ -124,7 +127,7 @@ def fit_classifier(features: np.ndarray, labels: np.ndarray, classes: Sequence[s
                 group["lr"] = cosine_lr(step, total, cfg.lr)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed * 1_000_003 + step)
-                x = drop(x_all[rows].to(device))
+                x = drop(x_all[rows]).to(device)
             loss = F.cross_entropy(clf(x), y_all[rows].to(device), label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -133,7 +136,7 @@ def fit_classifier(features: np.ndarray, labels: np.ndarray, classes: Sequence[s
             step += 1
         if progress:
             progress(epoch + 1, cfg.epochs, running / steps_per_epoch)
-    return clf.eval()
+    return clf.cpu().eval()
 
 
 def mix(emb: np.ndarray, posterior: np.ndarray, weight: float) -> np.ndarray:
@@ -199,7 +202,7 @@ class ClassifierOptions:
             cached features (triplet + taxonomy loss as ``manage.py train``, P x K batches of shop + street views,
             starting from the checkpoint's head); 0 = keep the head as it is.
         head_aux_weight / head_lr: Taxonomy loss weight and peak learning rate of that re-fit.
-        device / progress / command / max_products: As for ``manage.py train``.
+        device / workers / progress / command / max_products: As for ``manage.py train``.
     """
 
     checkpoint: Path
@@ -216,6 +219,7 @@ class ClassifierOptions:
     head_aux_weight: float = 1.0
     head_lr: float = 5e-4
     device: str = "auto"
+    workers: int = 2
     progress: bool = True
     command: str = ""
     max_products: int | None = None
@@ -315,8 +319,9 @@ def train_classifier(opts: ClassifierOptions, cfg: ClassifierConfig,
     for name, ps in (("train", train), ("val", val)):
         synth = StreetPhotoSynthesizer(_image_loader(ps), [p.id for p in ps], seed=opts.synthetic_seed, cfg=synth_cfg)
         arrays[name] = cache_views(ps, embedder, whole, synth, opts.n_views, cache_dir / f"{name}.npy",
-                                   progress=opts.progress, label=name)
+                                   workers=opts.workers, progress=opts.progress, label=name)
     feature_seconds = cache_seconds(cache_dir / "train.npy") + cache_seconds(cache_dir / "val.npy")
+    net.cpu()  # the rest works on cached features, on the CPU (the classifier fit uses opts.device)
 
     head_refit = None
     if opts.head_epochs:
@@ -331,7 +336,7 @@ def train_classifier(opts: ClassifierOptions, cfg: ClassifierConfig,
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     f0 = time.perf_counter()
-    clf = fit_classifier(x_train, y_train, classes, cfg, "cpu", progress)
+    clf = fit_classifier(x_train, y_train, classes, cfg, embedder.device, progress)
     bar.close()
     fit_seconds = time.perf_counter() - f0
     y_val = encode(val)

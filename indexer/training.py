@@ -14,7 +14,6 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +136,19 @@ def cache_key(embedder: Embedder, unfreeze_blocks: int, synth: StreetPhotoSynthe
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+class _ViewChunks(torch.utils.data.Dataset):
+    """Chunks of products -> their preprocessed views, for a DataLoader (worker processes inherit it by fork)."""
+
+    def __init__(self, products: Sequence[Product], prepare: Callable[[Product], torch.Tensor], chunk: int) -> None:
+        self.products, self.prepare, self.chunk = products, prepare, chunk
+
+    def __len__(self) -> int:
+        return (len(self.products) + self.chunk - 1) // self.chunk
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.cat([self.prepare(p) for p in self.products[i * self.chunk:(i + 1) * self.chunk]])
+
+
 def cache_views(products: Sequence[Product], embedder: Embedder, split: BackboneSplit,
                 synth: StreetPhotoSynthesizer, n_views: int, path: Path, chunk: int = 32, workers: int = 2,
                 progress: bool = True, label: str = "") -> np.ndarray:
@@ -144,6 +156,8 @@ def cache_views(products: Sequence[Product], embedder: Embedder, split: Backbone
 
     A small JSON beside the array (``<path>.done``) records how many products are finished; it is written after
     each chunk is flushed, so a killed run resumes at the first unfinished chunk and never trusts unflushed rows.
+    ``workers`` processes make the views (the synthetic street photos are the costly part on CPUs) while the main
+    process runs the trunk; 0 makes them in the main process. The views are the same whatever the number.
 
     Returns:
         The (N, n_views, *tap shape) float16 memmap, opened read-only. ``<path>.done`` also records the seconds
@@ -179,23 +193,23 @@ def cache_views(products: Sequence[Product], embedder: Embedder, split: Backbone
             raise ValueError(f"cache {path} has shape {arr.shape}, expected {shape}; delete it to rebuild")
         bar = tqdm(total=n, initial=done, unit="product", desc=f"caching {label}".strip(), disable=not progress,
                    mininterval=5.0)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            pending = [pool.submit(prepare, p) for p in products[done:done + chunk]]
-            start = done
-            t_chunk = time.perf_counter()
-            while start < n:
-                stop = min(n, start + chunk)
-                nxt = [pool.submit(prepare, p) for p in products[stop:stop + chunk]]  # prefetch the next chunk
-                tensors = torch.cat([f.result() for f in pending])
-                arr[start:stop] = run(tensors).reshape(stop - start, n_views, *shape[2:])
-                arr.flush()
-                now = time.perf_counter()
-                seconds += now - t_chunk
-                t_chunk = now
-                data = json.dumps({"done": stop, "seconds": round(seconds, 1)}).encode()
-                write_atomically(done_file, lambda f, d=data: f.write(d))
-                bar.update(stop - start)
-                start, pending = stop, nxt
+        workers = max(0, workers)
+        loader = torch.utils.data.DataLoader(
+            _ViewChunks(products[done:], prepare, chunk), batch_size=None, num_workers=workers,
+            prefetch_factor=4 if workers else None, multiprocessing_context="fork" if workers else None)
+        start = done
+        t_chunk = time.perf_counter()
+        for tensors in loader:
+            stop = min(n, start + chunk)
+            arr[start:stop] = run(tensors).reshape(stop - start, n_views, *shape[2:])
+            arr.flush()
+            now = time.perf_counter()
+            seconds += now - t_chunk
+            t_chunk = now
+            data = json.dumps({"done": stop, "seconds": round(seconds, 1)}).encode()
+            write_atomically(done_file, lambda f, d=data: f.write(d))
+            bar.update(stop - start)
+            start = stop
         bar.close()
         del arr
     return np.load(path, mmap_mode="r")
@@ -228,7 +242,7 @@ class TrainOptions:
         half: Store the checkpoint's tensors as float16.
         max_products: Use at most this many training products (seeded sample; for small runs and tests).
         batch_chunk: Products per trunk forward pass while caching.
-        workers: Threads making views while the trunk runs.
+        workers: Processes making views while the trunk runs (0 = the main process).
         resume: Continue from the work dir's training state.
         progress: Show progress bars.
         command: The command line, recorded in the manifest.

@@ -7,6 +7,8 @@ crash-safe resume path, the exact JSON keys and the SQL records; quality is test
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import torch
 from PIL import Image
 
 from engine.checkpoints import load_checkpoint
-from tests.conftest import run_manage, write_small_catalog
+from tests.conftest import PYTHON, REPO, run_manage, write_small_catalog
 
 METRIC_KEYS = ("recall@1", "recall@5", "recall@10", "recall@20", "mAP", "n_queries")
 
@@ -121,3 +123,90 @@ def test_cli_errors_are_one_line(tmp_path: Path, config_path: Path) -> None:
     assert proc.returncode == 2 and "query_image,item_id" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_manage("train-classifier", "--checkpoint", str(tmp_path / "missing.pt"), config=config_path)
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def cli_invoke(*args: str, config: Path):
+    """In-process run of the CLI (cheap checks of option parsing and of what a command builds)."""
+    from click.testing import CliRunner
+
+    import manage
+
+    return CliRunner().invoke(manage.cli, [*args, "--config", str(config)])
+
+
+def test_training_option_ranges_are_usage_errors(config_path: Path) -> None:
+    for args in (("train", "--unfreeze-blocks", "19"), ("train", "--unfreeze-blocks", "-1"),
+                 ("train", "--workers", "-1"), ("train-classifier", "--workers", "-1")):
+        res = cli_invoke(*args, config=config_path)
+        assert res.exit_code == 2 and "Invalid value for" in res.output and args[1] in res.output, (args, res.output)
+        assert "Traceback" not in res.output and isinstance(res.exception, SystemExit), args
+    assert "0<=x<=18" in cli_invoke("train", "--help", config=config_path).output
+
+
+def test_training_commands_do_not_build_the_web_app(config_path: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import manage
+
+    def no_app():
+        raise RuntimeError("the web app was built")
+
+    monkeypatch.setattr(manage.cli, "create_app", no_app)
+    missing = str(tmp_path / "none.csv")
+    # The control: a command run inside the app context does build the app, so the patch above bites ...
+    res = cli_invoke("make-splits", "--catalog", missing, "--out", str(tmp_path / "s.csv"), config=config_path)
+    assert isinstance(res.exception, RuntimeError) and "the web app was built" in str(res.exception)
+    # ... and the training commands get as far as their own work (a one-line error about the missing input).
+    res = cli_invoke("train", "--catalog", missing, "--out", str(tmp_path / "m.pt"), config=config_path)
+    assert res.exit_code == 2 and res.output.startswith("error: ") and "none.csv" in res.output, res.output
+    res = cli_invoke("train-classifier", "--checkpoint", str(tmp_path / "missing.pt"), config=config_path)
+    assert res.exit_code == 2 and "checkpoint not found" in res.output, res.output
+
+
+BLOCK_WEB_AND_FAISS = '''
+import importlib.abc
+import sys
+
+
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("web", "faiss"):
+            raise ImportError(f"{name} is not installed on this machine (test)")
+        return None
+
+
+sys.meta_path.insert(0, _Block())
+'''
+
+
+def test_train_the_whole_backbone_without_web_or_faiss(tmp_path: Path, config_path: Path) -> None:
+    from engine import create_embedder
+
+    catalog = write_small_catalog(tmp_path / "cat", 30, step=131)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCK_WEB_AND_FAISS)  # a bare GPU box: no faiss, no web app
+    blocked = subprocess.run([PYTHON, "-c", "import web"], capture_output=True, text=True, cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(site)})
+    assert blocked.returncode != 0 and "not installed on this machine" in blocked.stderr  # the block works
+    ckpt = tmp_path / "model" / "model.pt"
+    out = ok(run_manage("train", "--catalog", str(catalog), "--out", str(ckpt), "--work-dir", str(tmp_path / "work"),
+                        "--val-fraction", "0.2", "--test-fraction", "0.2", "--views", "2", "--unfreeze-blocks", "18",
+                        "--workers", "0", "--epochs-frozen", "1", "--epochs-unfrozen", "1", "--embed-dim", "8",
+                        "--p", "4", "--k", "2", "--max-products", "8", "--input-size", "64", "--device", "cpu",
+                        "--threads", "1", "--no-progress", config=config_path, env_extra={"PYTHONPATH": str(site)}))
+    assert "epoch 2/2 [unfrozen]" in out and "unfreeze_blocks 18" in out
+    meta = json.loads(Path(f"{ckpt}.json").read_text())["meta"]
+    prefixes = meta["trained_prefixes"]
+    assert meta["unfreeze_blocks"] == 18 and prefixes[:3] == ["head.", "backbone._conv_stem.", "backbone._bn0."]
+    assert prefixes[-2:] == ["backbone._conv_head.", "backbone._bn1."] and "backbone._blocks.0." in prefixes
+
+    served = create_embedder("efficientnet_lite0", checkpoint=str(ckpt), input_size=64, device="cpu")
+    base = create_embedder("efficientnet_lite0", input_size=64, device="cpu")
+    tuned, orig = served.module.backbone.state_dict(), base.module.backbone.state_dict()
+    assert not torch.equal(tuned["_conv_stem.weight"], orig["_conv_stem.weight"])  # the stem was trained too
+    images = []
+    for path in sorted((catalog.parent / "images").glob("*.jpg"))[:3]:
+        with Image.open(path) as im:
+            images.append(im.convert("RGB"))
+    vectors = served.embed_images(images)
+    assert vectors.shape == (3, 8) and abs(float((vectors ** 2).sum(axis=1).mean()) - 1.0) < 1e-3

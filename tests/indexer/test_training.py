@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from engine import create_embedder
 from engine.tail import split_backbone
 from engine.training import TrainConfig
+from indexer import training
 from indexer.synthetic import StreetPhotoSynthesizer
 from indexer.training import (
     TaxonomyVocab,
@@ -55,6 +57,60 @@ def test_view_cache_resumes_after_an_interruption(small_catalog: Path, tmp_path:
     # The time of the interrupted run is kept and the resumed run's time is added to it.
     assert json.loads(Path(f"{path}.done").read_text())["done"] == 5
     assert cache_seconds(path) > 100.0
+
+
+def test_view_cache_is_the_same_made_in_worker_processes_or_in_the_main_process(
+        small_catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    products = read_products(small_catalog)[0][:5]
+    emb = create_embedder("efficientnet_lite0", "random", input_size=64, device="cpu")
+    split = split_backbone(emb.module.backbone, 2)
+    pids = tmp_path / "pids.txt"
+
+    def logged_views(*args, **kwargs):  # records which process made each product's views (forks inherit it)
+        with pids.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return view_images(*args, **kwargs)
+
+    monkeypatch.setattr(training, "view_images", logged_views)
+
+    def cache(workers: int, path: Path) -> np.ndarray:
+        pids.unlink(missing_ok=True)
+        synth = StreetPhotoSynthesizer(_image_loader(products), [p.id for p in products], seed=0)
+        return np.array(cache_views(products, emb, split, synth, 3, path, chunk=2, workers=workers, progress=False))
+
+    def makers() -> list[int]:
+        return [int(line) for line in pids.read_text().split()]
+
+    me = os.getpid()
+    in_main = cache(0, tmp_path / "main.npy")
+    assert makers() == [me] * 6  # a shape probe, then the 5 products
+    forked = cache(2, tmp_path / "forked.npy")
+    workers = makers()
+    assert workers.count(me) == 1 and len(workers) == 6 and len(set(workers) - {me}) == 2  # the probe stays here
+    assert in_main.shape == (5, 3, 192, 2, 2) and np.abs(in_main).sum() > 0
+    assert np.array_equal(in_main, forked)  # chunks come back in order, and the synthetic views are seeded per product
+    # A cache cut short in worker processes is finished in the main process: still the same array.
+    path = tmp_path / "forked.npy"
+    arr = np.load(path, mmap_mode="r+")
+    arr[2:] = 0
+    arr.flush()
+    del arr
+    Path(f"{path}.done").write_text(json.dumps({"done": 2, "seconds": 1.0}))
+    assert np.array_equal(cache(0, path), in_main)
+    assert makers() == [me] * 4  # the probe, then only the 3 unfinished products
+
+
+def test_the_whole_backbone_caches_the_preprocessed_views(small_catalog: Path, tmp_path: Path) -> None:
+    products = read_products(small_catalog)[0][:3]
+    emb = create_embedder("efficientnet_lite0", "random", input_size=64, device="cpu")
+    split = split_backbone(emb.module.backbone, 18)
+    synth = StreetPhotoSynthesizer(_image_loader(products), [p.id for p in products], seed=0)
+    arr = np.array(cache_views(products, emb, split, synth, 2, tmp_path / "x.npy", chunk=2, workers=2,
+                               progress=False))
+    assert arr.shape == (3, 2, 3, 64, 64) and arr.dtype == np.float16
+    images = [img for p in products for img in view_images(p, synth, 2)]
+    expected = emb.preprocess_batch(images).numpy().astype(np.float16).reshape(arr.shape)
+    assert np.array_equal(arr, expected)
 
 
 def test_taxonomy_vocabulary_marks_unknown_values(small_catalog: Path) -> None:
