@@ -24,19 +24,22 @@ from indexer.settings import Settings, SettingsError, load_settings
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from engine import EmbedderError
-    from indexer.catalog import CatalogError
-    from indexer.db import StoreError
-    from indexer.generations import GenerationError
-    from indexer.images import ImageDecodeError
-    from indexer.pipeline import WriterBusyError
-    from indexer.ray_embed import RayIndexError
-    from indexer.store import FilterError
-    from indexer.vector_store import MissingExtraError, VectorStoreError
+    """The error classes reported as one line. A module that cannot be imported here (a bare training machine
+    without alembic or faiss, say) cannot have raised its error, so it is skipped rather than failing the report."""
+    import importlib
 
-    return (SettingsError, StoreError, CatalogError, GenerationError, WriterBusyError, FilterError,
-            ImageDecodeError, EmbedderError, MissingExtraError, VectorStoreError, RayIndexError, ValueError,
-            FileNotFoundError, PermissionError)
+    found: list[type[BaseException]] = [SettingsError, ValueError, FileNotFoundError, PermissionError]
+    for module, names in (("engine", ("EmbedderError",)), ("indexer.catalog", ("CatalogError",)),
+                          ("indexer.db", ("StoreError",)), ("indexer.generations", ("GenerationError",)),
+                          ("indexer.images", ("ImageDecodeError",)), ("indexer.pipeline", ("WriterBusyError",)),
+                          ("indexer.ray_embed", ("RayIndexError",)), ("indexer.store", ("FilterError",)),
+                          ("indexer.vector_store", ("MissingExtraError", "VectorStoreError"))):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        found.extend(getattr(mod, name) for name in names)
+    return tuple(found)
 
 
 def fail(message: str, code: int = 2) -> None:
