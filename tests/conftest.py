@@ -110,3 +110,20 @@ def run_manage(*args: str, config: Path, timeout: float = 600, env_extra: dict |
 
 def dedent(s: str) -> str:
     return textwrap.dedent(s).lstrip()
+
+
+def index_in_process(config: Path, catalog: Path, embedder) -> None:
+    """Migrate and index ``catalog`` as `manage.py db upgrade` + `manage.py index` do, in this process (no interpreter
+    start), with ``embedder`` (the one the config's [model] gives)."""
+    from indexer.catalog import open_catalog
+    from indexer.db import upgrade_database
+    from indexer.service import create_pipeline, open_store
+    from indexer.settings import load_settings
+
+    settings = load_settings(config, env={})
+    upgrade_database(settings.database_url)
+    store = open_store(settings)
+    try:
+        assert create_pipeline(settings, store, embedder, progress=False).run(open_catalog(catalog)).published
+    finally:
+        store.close()

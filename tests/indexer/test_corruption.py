@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 
 from indexer.catalog import open_catalog
-from indexer.db import upgrade_database
 from indexer.generations import GenerationError, current_name
 from indexer.images import decode_image
 from indexer.service import create_embedder_from_settings, create_pipeline, create_search_service, open_store
 from indexer.settings import load_settings
-from tests.conftest import run_manage, write_config, write_small_catalog
+from tests.conftest import index_in_process, run_manage, write_config, write_small_catalog
 
 pytestmark = pytest.mark.reliability("corruption")
 
@@ -40,13 +39,7 @@ def indexed(tmp_path: Path, module_embedder):
     fault below is then met through the CLI."""
     csv = write_small_catalog(tmp_path / "cat", 30, step=41)
     config = write_config(tmp_path, model=MODEL)
-    settings = load_settings(config, env={})
-    upgrade_database(settings.database_url)
-    store = open_store(settings)
-    try:
-        assert create_pipeline(settings, store, module_embedder, progress=False).run(open_catalog(csv)).published
-    finally:
-        store.close()
+    index_in_process(config, csv, module_embedder)
     return config, csv
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from indexer.pipeline import CRASH_POINTS
-from tests.conftest import run_manage, write_config, write_small_catalog
+from tests.conftest import index_in_process, run_manage, write_config, write_small_catalog
 from tests.e2e.conftest import start_server, stop_server
 from tests.e2e.test_live_http import _multipart
 from tests.indexer.test_crash import assert_invariants
@@ -125,21 +125,6 @@ def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
         w.writerows(rows)
 
 
-def _index_in_process(config: Path, catalog: Path, embedder) -> None:
-    from indexer.catalog import open_catalog
-    from indexer.db import upgrade_database
-    from indexer.service import create_pipeline, open_store
-    from indexer.settings import load_settings
-
-    settings = load_settings(config, env={})
-    upgrade_database(settings.database_url)
-    store = open_store(settings)
-    try:
-        assert create_pipeline(settings, store, embedder, progress=False).run(open_catalog(catalog)).published
-    finally:
-        store.close()
-
-
 def test_live_server_answers_only_active_items_through_every_crash(tmp_path, shared_data, small_embedder,
                                                                      scoreboard):
     assert set(INDEX_STEPS + REMOVE_STEPS) == set(CRASH_POINTS), "a named crash point is not exercised here"
@@ -150,7 +135,7 @@ def test_live_server_answers_only_active_items_through_every_crash(tmp_path, sha
     catalog = tmp_path / "cat" / "catalog.csv"
     _write_rows(catalog, rows[:N_BASE])
     config = write_config(tmp_path, model={"input_size": 96, "batch_size": 4}, pipeline={"commit_every": 4})
-    _index_in_process(config, catalog, small_embedder)
+    index_in_process(config, catalog, small_embedder)
     db = tmp_path / "lookalike.db"
     with sqlite3.connect(db) as conn:
         sql_id = dict(conn.execute("SELECT external_id, id FROM catalog_items").fetchall())
