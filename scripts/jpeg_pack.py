@@ -19,6 +19,7 @@ import argparse
 import csv
 import gzip
 import hashlib
+import io
 import json
 import struct
 import sys
@@ -40,10 +41,11 @@ def pack(catalog: Path, splits_file: Path | None, keep: set[str], out: Path) -> 
     if splits_file is not None:
         with splits_file.open(newline="") as fh:
             splits = {r["id"]: r["split"] for r in csv.DictReader(fh)}
-    with catalog.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    csv_bytes = catalog.read_bytes()
+    rows = list(csv.DictReader(io.StringIO(csv_bytes.decode("utf-8"), newline="")))
     headers: dict[bytes, int] = {}
     files, scans = [], []
+    original = 0
     digest = hashlib.sha256()
     for row in rows:
         if splits_file is not None and splits.get(row["id"]) not in keep:
@@ -56,23 +58,23 @@ def pack(catalog: Path, splits_file: Path | None, keep: set[str], out: Path) -> 
         head = data[:cut]
         files.append([rel, headers.setdefault(head, len(headers)), len(data) - cut])
         scans.append(data[cut:])
+        original += len(data)
         digest.update(data)
-    index = {"catalog": catalog.name, "catalog_sha256": hashlib.sha256(catalog.read_bytes()).hexdigest(),
+    index = {"catalog": catalog.name, "catalog_sha256": hashlib.sha256(csv_bytes).hexdigest(),
              "files": files, "content_sha256": digest.hexdigest(), "splits": sorted(keep) if splits_file else None}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("wb") as fh:
         fh.write(MAGIC)
-        fh.write(_blob(gzip.compress(json.dumps(index).encode())))
-        fh.write(_blob(gzip.compress(catalog.read_bytes())))
+        fh.write(_blob(gzip.compress(json.dumps(index).encode(), mtime=0)))
+        fh.write(_blob(gzip.compress(csv_bytes, mtime=0)))
         fh.write(struct.pack("<Q", len(headers)))
         for head in headers:
             fh.write(_blob(head))
         for scan in scans:
             fh.write(scan)
     tmp.replace(out)
-    return {"files": len(files), "bytes": out.stat().st_size, "headers": len(headers),
-            "original_bytes": sum(len(s) for s in scans) + sum(len(h) for h in headers)}
+    return {"files": len(files), "bytes": out.stat().st_size, "headers": len(headers), "image_bytes": original}
 
 
 def unpack(pack_file: Path, dest: Path) -> dict:
