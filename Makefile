@@ -12,8 +12,9 @@ TORCH_PINS := torch==2.9.1 torchvision==0.24.1
 else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
+# Preferred port of the test PostgreSQL; scripts/test-services.sh picks the next free one when it is taken and
+# writes the database URL to var/test-pg-url, which `make test` uses unless LOOKALIKE_TEST_PG_URL is given.
 PG_PORT ?= 54329
-export LOOKALIKE_TEST_PG_URL ?= postgresql+psycopg://lookalike@127.0.0.1:$(PG_PORT)/lookalike_test
 
 .PHONY: install dev run serve index test lint bench clean services
 
@@ -32,8 +33,10 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.dev
 
-# Create .venv, install, migrate, index the configured default catalog, retrain the outfit model only if it
-# no longer fits the served model (docs/outfits.md), serve on 127.0.0.1:5000.
+# Create .venv, install, migrate, index the default catalog (catalog.default_csv, else ../shared's full catalog,
+# else data/fashion-product-images from `manage.py fetch-data`, else the demo catalog in data/demo-catalog; `index`
+# prints which, and how to get the full one), retrain the outfit model only if it no longer fits the served model
+# (docs/outfits.md), serve on 127.0.0.1:5000.
 run: install
 	$(PY) manage.py db upgrade
 	$(PY) manage.py index
@@ -52,7 +55,7 @@ services:
 # Install dev deps and the test services (PostgreSQL, Chromium), then run the whole suite.
 test: dev services
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	LOOKALIKE_TEST_PG_URL="$${LOOKALIKE_TEST_PG_URL:-$$(cat var/test-pg-url 2>/dev/null)}" $(PY) -m pytest
 
 lint: dev
 	$(VENV)/bin/ruff check .

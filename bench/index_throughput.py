@@ -1,10 +1,12 @@
-"""Indexing throughput: the whole pipeline (CSV -> JPEG -> SQL + index) vs the embedder's own forward rate.
+"""Indexing throughput: the whole pipeline (CSV -> JPEG -> SQL + index) vs the embedder's own forward rate, and the
+forward rate of each runtime (torch eager, ONNX Runtime fp32, ONNX Runtime int8) side by side.
 
-Same model, same batch size, same images, same run. The forward rate is measured on tensors
-decoded and preprocessed beforehand (so it is the ceiling the pipeline can reach). The machine may be
-shared and its speed drifts, so forward-only and whole-pipeline runs alternate (--repeats rounds, each
-pipeline run into a fresh database and index dir, a last forward run after them) and the ratio is of
-the medians.
+Same model, same batch size, same images, same run. Forward rates are measured on tensors decoded and preprocessed
+beforehand (so they are the ceiling the pipeline can reach). The machine may be shared and its speed drifts, so the
+forward-only runs of every runtime and the whole-pipeline runs (with the configured runtime, model.runtime) alternate
+(--repeats rounds, each pipeline run into a fresh database and index dir, a last forward run after them) and ratios
+are of the medians. int8's quality cost is measured on the same images: cosine to the torch vectors, and how many of
+each image's 10 nearest neighbours among them (torch vectors) it keeps.
 
     python bench/index_throughput.py [--n 2000] [--repeats 3] [--config config.toml]
 """
@@ -23,14 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.report import markdown_table, update_section  # noqa: E402
-from indexer.catalog import open_catalog  # noqa: E402
-from indexer.db import upgrade_database  # noqa: E402
-from indexer.images import decode_image  # noqa: E402
-from indexer.service import create_embedder_from_settings, create_pipeline, open_store  # noqa: E402
+from engine.models.onnx_runtime import attach_onnx_runtime  # noqa: E402
+from indexer.catalog.images import decode_image  # noqa: E402
+from indexer.catalog.source import open_catalog  # noqa: E402
+from indexer.embedders import create_embedder_from_settings  # noqa: E402
 from indexer.settings import load_settings  # noqa: E402
+from indexer.store.db import upgrade_database  # noqa: E402
+from indexer.wiring import create_pipeline, open_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +47,36 @@ def forward_rate(embedder, tensors: list[torch.Tensor], batch: int) -> float:
     for i in range(0, len(tensors), batch):
         embedder.embed_tensors(torch.stack(tensors[i:i + batch]))
     return len(tensors) / (time.perf_counter() - t0)
+
+
+def embed_all(embedder, tensors: list[torch.Tensor], batch: int) -> np.ndarray:
+    return np.concatenate([embedder.embed_tensors(torch.stack(tensors[i:i + batch]))
+                           for i in range(0, len(tensors), batch)])
+
+
+def neighbour_overlap(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's k nearest neighbours under ``ref`` that ``got`` also ranks in its k nearest."""
+    def top(v: np.ndarray) -> np.ndarray:
+        sims = v @ v.T
+        np.fill_diagonal(sims, -np.inf)
+        return np.argsort(-sims, axis=1)[:, :k]
+
+    a, b = top(ref), top(got)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
+
+
+def runtime_embedders(settings) -> dict[str, object]:
+    """The configured model once per runtime (each its own module copy), graphs cached in model.onnx_dir."""
+    onnx_dir = settings.resolve_path(settings.model.onnx_dir)
+    out = {}
+    for runtime in ("torch", "onnxruntime", "onnxruntime-int8"):
+        emb = create_embedder_from_settings(dataclasses.replace(
+            settings, model=dataclasses.replace(settings.model, runtime="torch")))
+        got = attach_onnx_runtime(emb, runtime, onnx_dir, settings.model.threads)
+        if got != runtime:
+            raise SystemExit(f"runtime {runtime} is not available here (got {got}); see the warning above")
+        out[runtime] = emb
+    return out
 
 
 def pipeline_rate(settings, embedder, catalog: Path, images_root: Path, tmp: Path, name: str) -> float:
@@ -75,10 +110,12 @@ def main() -> None:
     src = settings.resolve_path(settings.catalog.default_csv)
     with src.open(newline="") as fh:
         rows = list(csv.DictReader(fh))[: args.n]
-    embedder = create_embedder_from_settings(settings)
+    embedder = create_embedder_from_settings(settings)  # the configured runtime: what the pipeline runs
+    runtimes = runtime_embedders(settings)
     batch = settings.model.batch_size
     tensors = [embedder.preprocess(decode_image((src.parent / r["image"]).read_bytes())) for r in rows]
-    fwd: list[float] = []
+    vectors = {name: embed_all(emb, tensors, batch) for name, emb in runtimes.items()}
+    fwd: dict[str, list[float]] = {name: [] for name in runtimes}
     pipe: list[float] = []
     with tempfile.TemporaryDirectory(prefix="lookalike-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -88,29 +125,44 @@ def main() -> None:
             w.writeheader()
             w.writerows(rows)
         for i in range(args.repeats):
-            fwd.append(forward_rate(embedder, tensors, batch))
+            for name, emb in runtimes.items():
+                fwd[name].append(forward_rate(emb, tensors, batch))
             pipe.append(pipeline_rate(settings, embedder, sub, src.parent, tmp, f"run{i}"))
-            print(f"round {i + 1}: forward {fwd[-1]:.1f}/s, pipeline {pipe[-1]:.1f}/s", flush=True)
-        fwd.append(forward_rate(embedder, tensors, batch))
-    f, p = statistics.median(fwd), statistics.median(pipe)
+            rates = ", ".join(f"{name} {v[-1]:.1f}/s" for name, v in fwd.items())
+            print(f"round {i + 1}: forward {rates}; pipeline ({embedder.runtime}) {pipe[-1]:.1f}/s", flush=True)
+        for name, emb in runtimes.items():
+            fwd[name].append(forward_rate(emb, tensors, batch))
+    med = {name: statistics.median(v) for name, v in fwd.items()}
+    f, p = med[embedder.runtime], statistics.median(pipe)
     ratio = p / f
+    speedup = med["onnxruntime"] / med["torch"]
     load = os.getloadavg()[0]
+    cos = {name: (vectors["torch"] * v).sum(axis=1) for name, v in vectors.items()}
+    overlap = {name: neighbour_overlap(vectors["torch"], v) for name, v in vectors.items()}
 
     def spread(v: list[float]) -> str:
         return f"{min(v):.1f}-{max(v):.1f}"
 
-    table = markdown_table(
-        ["stage", "runs", "items/s (median)", "range", "ratio to forward"],
-        [["embedder forward only (pre-decoded tensors)", len(fwd), f, spread(fwd), 1.0],
-         ["whole pipeline: CSV -> JPEG decode -> embed -> SQL -> index generation", len(pipe), p, spread(pipe),
-          f"**{ratio:.3f}**"]],
-    )
+    labels = {"torch": "torch eager", "onnxruntime": "ONNX Runtime fp32", "onnxruntime-int8": "ONNX Runtime int8"}
+    rows_out = [[f"forward only, {labels[name]} (pre-decoded tensors)", len(v), med[name], spread(v),
+                 f"{med[name] / med['torch']:.2f}x", f"{cos[name].min():.7f} / {cos[name].mean():.7f}",
+                 f"{overlap[name]:.3f}"] for name, v in fwd.items()]
+    rows_out.append([f"whole pipeline ({labels[embedder.runtime]}): CSV -> JPEG decode -> embed -> SQL -> index "
+                     f"generation", len(pipe), p, spread(pipe), f"**{ratio:.3f}** of its forward", "", ""])
+    table = markdown_table(["stage", "runs", "items/s (median)", "range", "vs torch eager",
+                            "cosine to torch (min / mean)", "10-NN kept"], rows_out)
+    threads = settings.model.threads or os.cpu_count()
     body = (f"{args.n} catalog items, model `{embedder.name}` input {embedder.input_size}px, batch {batch}, "
             f"{settings.pipeline.decode_workers} decode threads, {torch.get_num_threads()} torch threads, "
-            f"device {embedder.device}; real catalog images (60x80 JPEGs). Forward-only runs before, between and "
-            f"after the pipeline runs (each pipeline run indexes into a fresh database and index dir); medians. "
+            f"{threads} ONNX Runtime intra-op threads (model.threads), device {embedder.device}, pipeline runtime "
+            f"`{embedder.runtime}` (model.runtime = \"{settings.model.runtime}\"); real catalog images (60x80 JPEGs). "
+            f"Forward-only runs of each runtime before, between and after the pipeline runs (each pipeline run "
+            f"indexes into a fresh database and index dir); medians. \"10-NN kept\": mean share of each image's 10 "
+            f"nearest neighbours among these {args.n} images (torch vectors) that the runtime's vectors keep. "
             f"1-min load average at the end: {load:.1f}.\n\n{table}\n\n"
-            f"Acceptance (issue 2): ratio >= 0.85 -> **{'met' if ratio >= 0.85 else 'NOT met'}** ({ratio:.3f}).")
+            f"Acceptance (issue 22): ONNX Runtime fp32 forward >= 2.5x torch eager -> "
+            f"**{'met' if speedup >= 2.5 else 'NOT met'}** ({speedup:.2f}x); whole pipeline >= 0.85 of its forward "
+            f"rate -> **{'met' if ratio >= 0.85 else 'NOT met'}** ({ratio:.3f}).")
     print(body)
     if not args.no_write:
         update_section("index_throughput", "Indexing throughput (pipeline vs forward-only)", body)

@@ -4,7 +4,7 @@
 Builds a small indexed catalog in a temp folder (real catalog photos from ../shared; no images copied),
 starts `manage.py serve` (waitress) on a free loopback port, and drives it with 1 and 4 concurrent
 keep-alive clients using catalog photos and SYNTHETIC street photos (a catalog product pasted at 30-50% of
-the frame height on a cluttered scene; indexer/synthetic.py). Between HTTP blocks it runs the in-process
+the frame height on a cluttered scene; indexer/datasets/synthetic.py). Between HTTP blocks it runs the in-process
 path for the same images at the same concurrency: decode_image + QueryEngine.search (crop/localise, embed,
 vector search, SQL hydration), which is what a request does besides HTTP, multipart and JSON. Blocks
 alternate so that both sides see the same machine load. Reports p50/p99 per client count and image kind,
@@ -94,7 +94,7 @@ torch_threads = {torch_threads}
 def make_queries(csv_path: Path, n_catalog: int, n_street: int, seed: int) -> list[Query]:
     from PIL import Image
 
-    from indexer.synthetic import SyntheticConfig, synthesize_street_photo
+    from indexer.datasets.synthetic import SyntheticConfig, synthesize_street_photo
 
     with csv_path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -233,8 +233,8 @@ def http_block(port: int, queries: list[Query], order: list[int], clients: int, 
 
 def inproc_block(engine, max_pixels: int, queries: list[Query], order: list[int], clients: int, samples: Samples,
                  k: int, record: bool) -> None:
-    from indexer.images import decode_image
-    from indexer.query import QueryOptions
+    from indexer.catalog.images import decode_image
+    from indexer.search.query import QueryOptions
 
     def one(i: int) -> tuple[str, float]:
         q = queries[i]
@@ -280,11 +280,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.torch_threads)
-    from indexer.catalog import open_catalog
-    from indexer.db import upgrade_database
-    from indexer.query import QueryEngine
-    from indexer.service import create_embedder_from_settings, create_pipeline, create_search_service, open_store
+    from indexer.catalog.source import open_catalog
+    from indexer.embedders import create_embedder_from_settings
+    from indexer.search.query import QueryEngine
     from indexer.settings import load_settings
+    from indexer.store.db import upgrade_database
+    from indexer.wiring import create_pipeline, create_search_service, open_store
 
     started = time.perf_counter()
     load_start = os.getloadavg()
@@ -382,7 +383,7 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
         f"{total} HTTP requests ({', '.join(f'{c} client(s): {n}' for c, n in samples.count.items())}), "
         f"{len(samples.errors)} errors. Catalog of {n_items} items; query photos: {n_catalog} catalog photos "
         f"and {n_street} SYNTHETIC street photos (a catalog product pasted at 30-50% of the "
-        f"frame height on a cluttered scene, 320 px, indexer/synthetic.py), localised by the default "
+        f"frame height on a cluttered scene, 320 px, indexer/datasets/synthetic.py), localised by the default "
         f"`web.localize = \"auto\"` (whole photo + 5 crops + activation crop for street photos; product shots "
         f"searched whole). k={args.k}. Model efficientnet_lite0 at input {args.input_size} px (the config default is "
         f"224; smaller here to keep the run under 10 minutes on 2 shared cores), torch intra-op threads "

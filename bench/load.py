@@ -104,7 +104,7 @@ def main() -> None:
         port = free_port()
         proc = start_server(config, port, folder / "server.log", threads=args.clients)
         try:
-            from indexer.service import open_store
+            from indexer.wiring import open_store
 
             store = open_store(load_settings(config, env={}))
             item_ids = store.sample_ids(200)

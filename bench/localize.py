@@ -2,7 +2,7 @@
 """Street-photo localisation: does searching crops find the product better than the whole photo?
 
 Indexes a small catalog (real catalog photos from ../shared), makes SYNTHETIC street photos of some of its
-products (indexer/synthetic.py: the product cut out of its white background, warped and pasted at 30-50% of
+products (indexer/datasets/synthetic.py: the product cut out of its white background, warped and pasted at 30-50% of
 the frame height on a cluttered scene) and searches each with `localize` = off (whole photo only), auto
 (whole + 5 crops + activation crop, merged by best evidence) and each region kind alone. Reports top-1/5/10,
 MRR and milliseconds per query. The catalog has no real street photos; real ones will differ.
@@ -43,12 +43,13 @@ def main() -> None:
     from PIL import Image
 
     torch.set_num_threads(args.torch_threads)
-    from indexer.catalog import open_catalog
-    from indexer.db import upgrade_database
-    from indexer.query import QueryEngine, QueryOptions
-    from indexer.service import create_embedder_from_settings, create_pipeline, create_search_service, open_store
+    from indexer.catalog.source import open_catalog
+    from indexer.datasets.synthetic import SyntheticConfig, synthesize_street_photo
+    from indexer.embedders import create_embedder_from_settings
+    from indexer.search.query import QueryEngine, QueryOptions
     from indexer.settings import load_settings
-    from indexer.synthetic import SyntheticConfig, synthesize_street_photo
+    from indexer.store.db import upgrade_database
+    from indexer.wiring import create_pipeline, create_search_service, open_store
 
     with tempfile.TemporaryDirectory(prefix="lookalike-localize-") as tmp:
         folder = Path(tmp)
@@ -90,8 +91,9 @@ def main() -> None:
     table = markdown_table(["query", "top-1", "top-5", "top-10", "MRR", "ms/query (median)"], rows_out)
     sources = ", ".join(f"{k}: {v}" for k, v in sorted(best_source.items(), key=lambda kv: -kv[1]))
     body = "\n".join([
-        f"{args.photos} SYNTHETIC street photos (indexer/synthetic.py: product cut out, warped, pasted at 30-50% of "
-        f"the frame height on a cluttered scene, 320 px) of products of a {args.catalog_size}-item catalog; the "
+        f"{args.photos} SYNTHETIC street photos (indexer/datasets/synthetic.py: product cut out, warped, pasted at "
+        f"30-50% of the frame height on a cluttered scene, 320 px) of products of a {args.catalog_size}-item "
+        "catalog; the "
         f"true product's rank among all items. Model efficientnet_lite0 at input {args.input_size} px, "
         f"{args.torch_threads} torch thread(s). Real street photos will differ: none are available offline.",
         "",

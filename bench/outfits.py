@@ -66,18 +66,19 @@ def main() -> None:
 
     import torch
 
-    from engine.outfit_training import slot_accuracy
-    from indexer.outfit_catalog import load_outfit_catalog
-    from indexer.outfit_eval import PROXY_LABEL
-    from indexer.outfit_service import (
+    from engine.outfits.training import slot_accuracy
+    from indexer.catalog.splits import assign_splits
+    from indexer.embedders import create_embedder_from_settings
+    from indexer.outfits.catalog import load_outfit_catalog
+    from indexer.outfits.evaluation import PROXY_LABEL
+    from indexer.outfits.wiring import (
         create_outfit_service,
         evaluate_outfit_files,
         make_proxy_outfit_files,
         outfit_rules,
     )
-    from indexer.service import create_embedder_from_settings, create_search_service, open_store
     from indexer.settings import load_settings
-    from indexer.splits import assign_splits
+    from indexer.wiring import create_search_service, open_store
 
     torch.set_num_threads(args.threads)
     settings = load_settings(args.config)
@@ -130,7 +131,7 @@ def main() -> None:
     body = f"""**{PROXY_LABEL}.** The catalog has no real outfits; every number here is measured on outfits
 built from its taxonomy by the rules in docs/outfits.md (one item per slot sharing gender — or Unisex —
 and usage, colours within one neutral group plus one accent family), from **test products only** (product-id
-split of indexer/splits.py, the same as the fine-tuning split; no test product was seen in training).
+split of indexer/catalog/splits.py, the same as the fine-tuning split; no test product was seen in training).
 Questions follow the Polyvore Outfits protocol: {ev.n_compatibility} compatibility outfits (half real, half with
 every item replaced by a random item of the same slot from other outfits) and {ev.n_fitb} fill-in-the-blank
 questions (the hidden item among 4 candidates of its slot).

@@ -31,14 +31,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.report import markdown_table, update_section  # noqa: E402
-from indexer.catalog import open_catalog  # noqa: E402
-from indexer.db import upgrade_database  # noqa: E402
-from indexer.milvus_store import MilvusVectorStore, release_local_server  # noqa: E402
-from indexer.pipeline import IndexReport  # noqa: E402
-from indexer.ray_embed import RayOptions, connect_ray  # noqa: E402
-from indexer.service import create_embedder_from_settings, create_pipeline, create_ray_pipeline, open_store  # noqa: E402
+from indexer.catalog.source import open_catalog
+from indexer.embedders import create_embedder_from_settings
+from indexer.pipeline.plan import IndexReport
+from indexer.pipeline.ray_pipeline import RayOptions, connect_ray
 from indexer.settings import Settings, load_settings  # noqa: E402
-from indexer.vector_index import SearchParams, VectorSearcher, build_faiss_index  # noqa: E402
+from indexer.store.db import upgrade_database
+from indexer.vectors.faiss_index import SearchParams, VectorSearcher, build_faiss_index
+from indexer.vectors.milvus_store import MilvusVectorStore, release_local_server
+from indexer.wiring import create_pipeline, create_ray_pipeline, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 K = 10
@@ -121,7 +122,7 @@ def decode_rates(config: str, embedder, n: int = 200) -> dict[str, float | str]:
 
     from PIL import Image
 
-    from indexer.images import decode_image
+    from indexer.catalog.images import decode_image
 
     settings = load_settings(config)
     src = settings.resolve_path(settings.catalog.default_csv)
@@ -209,7 +210,7 @@ def single_rate(search, queries: np.ndarray) -> tuple[float, np.ndarray]:  # noq
 
 def compare_stores(settings: Settings, tmp: Path, embedder, n_queries: int, specs: list[str]) \
         -> list[list[object]]:  # noqa: ANN001
-    from indexer.store import Store
+    from indexer.store.catalog_store import Store
 
     db = settings.database_url
     if not db.startswith("sqlite:///") or not Path(db[len("sqlite:///"):]).is_file():

@@ -1,7 +1,7 @@
 """Search speed and recall: Flat vs IVF (several nprobe) vs HNSW (several efSearch).
 
 Two datasets, same run: (1) N synthetic unit vectors (default 1M) of the served model's dimension,
-with low intrinsic dimension like real embeddings (indexer/synthetic_vectors.py), and (2) the real
+with low intrinsic dimension like real embeddings (indexer/vectors/synthetic_vectors.py), and (2) the real
 catalog embeddings from the configured store, if it has been indexed (`make run` / `manage.py index`),
 with 1,000 held-out catalog vectors as queries. recall@10 is measured against exact search (Flat);
 queries/s single (one query per call) and batched (all queries in one call).
@@ -23,8 +23,8 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.report import markdown_table, update_section  # noqa: E402
-from indexer.synthetic_vectors import clustered_unit_vectors, recall_against  # noqa: E402
-from indexer.vector_index import SearchParams, VectorSearcher, build_faiss_index, choose_spec  # noqa: E402
+from indexer.vectors.faiss_index import SearchParams, VectorSearcher, build_faiss_index, choose_spec
+from indexer.vectors.synthetic_vectors import clustered_unit_vectors, recall_against
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,8 +85,8 @@ def run_dataset(name: str, x: np.ndarray, q: np.ndarray, k: int, nprobes: list[i
 
 def catalog_vectors(config: str) -> tuple[np.ndarray | None, str]:
     try:
-        from indexer.generations import load_generation
         from indexer.settings import load_settings
+        from indexer.vectors.generations import load_generation
 
         settings = load_settings(config)
         gen = load_generation(settings.index_dir)
@@ -114,12 +114,14 @@ def main() -> None:
 
     datasets = set(args.datasets.split(","))
     real, real_src = catalog_vectors(args.config)
-    dim = args.dim or (real.shape[1] if real is not None else 0)
-    if not dim:
-        from indexer.service import create_embedder_from_settings
+    served_dim = real.shape[1] if real is not None else 0
+    dim = args.dim or served_dim
+    if not served_dim:
+        from indexer.embedders import create_embedder_from_settings
         from indexer.settings import load_settings
 
-        dim = create_embedder_from_settings(load_settings(args.config)).dim
+        served_dim = create_embedder_from_settings(load_settings(args.config)).dim
+        dim = dim or served_dim
     header = ["dataset", "index", "setting", "build s", f"recall@{args.k}", "single q/s", "single vs Flat",
               "batched q/s"]
     threads = faiss.omp_get_max_threads()
@@ -139,8 +141,8 @@ def main() -> None:
         chosen = [(f"{ivf_spec} nprobe={v}", *summary[(ivf_spec, v)]) for v in nprobes]
         chosen += [(f"{args.hnsw} efSearch={v}", *summary[(args.hnsw, v)]) for v in efs]
         ok = [(name, r, sp) for name, r, sp in chosen if r >= 0.95 and sp >= 20]
+        from indexer.evaluation.sweep import configured_setting
         from indexer.settings import load_settings
-        from indexer.sweep import configured_setting
 
         settings = load_settings(args.config)
         configured = configured_setting(settings, args.n, dim).label
@@ -151,8 +153,11 @@ def main() -> None:
                       if measured else "not among the measured settings")
                    + f". Settings meeting recall@{args.k} >= 0.95 at >= 20x Flat's single-query rate: "
                    + (", ".join(f"{name} (recall {r:.3f}, {sp:.0f}x)" for name, r, sp in ok) or "**none**"))
+        dim_note = " = the served model's" if dim == served_dim else f" (the served model gives {served_dim})"
         body = (f"{common} The vectors are **synthetic** (clustered, low intrinsic dimension, "
-                f"indexer/synthetic_vectors.py); dimension {dim} = the served model's.\n\n"
+                f"indexer/vectors/synthetic_vectors.py); dimension {dim}"
+                f"{dim_note}"
+                ".\n\n"
                 f"{markdown_table(header, rows)}\n\n{verdict}")
         print(body, flush=True)
         if not args.no_write:

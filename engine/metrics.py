@@ -125,3 +125,32 @@ def mean_average_precision(ranked_relevance: np.ndarray, n_relevant: np.ndarray 
     precision_at_i = np.cumsum(rel, axis=1) / np.arange(1, rel.shape[1] + 1)
     ap = (precision_at_i * rel).sum(axis=1)[scored] / counts[scored]
     return float(ap.mean())
+
+
+def synthetic_recall(emb: np.ndarray, ks: Sequence[int] = (1, 5, 10, 20)) -> dict[int, float]:
+    """Street-to-shop recall on held-out products: view 0 of every product is the gallery, every other view a query.
+
+    Args:
+        emb: (N, V, D) L2-normalised embeddings, V >= 2.
+
+    Returns:
+        {k: recall@k} (k capped at N).
+    """
+    n, v, _ = emb.shape
+    gallery = emb[:, 0]
+    queries = emb[:, 1:].reshape(-1, emb.shape[2])
+    truth = np.repeat(np.arange(n), v - 1)
+    depth = min(max(ks), n)
+    ranked = np.argsort(-(queries @ gallery.T), axis=1, kind="stable")[:, :depth]
+    return recall_at_k(ranked, truth, [k for k in ks if k <= depth])
+
+
+def category_recall_at_1(emb: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out recall@1 of a label: share of items whose nearest other item has the same label (-1 = skip)."""
+    keep = labels >= 0
+    e, lab = emb[keep], labels[keep]
+    if len(e) < 2:
+        return float("nan")
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)
+    return float((lab[sim.argmax(axis=1)] == lab).mean())

@@ -43,7 +43,7 @@ def seeds() -> list[bytes]:
 
 def test_one_input(data: bytes) -> None:
     """The fuzz target: decode the bytes as an upload; only ImageDecodeError may be raised."""
-    from indexer.images import ImageDecodeError, crop_box, decode_image
+    from indexer.catalog.images import ImageDecodeError, crop_box, decode_image
 
     try:
         img = decode_image(data, MAX_PIXELS)
@@ -68,10 +68,9 @@ def main() -> int:
     except ImportError:
         print("atheris is not installed (optional): `pip install atheris`, then run this again. Skipped.")
         return 0
-    with atheris.instrument_imports(include=["indexer.images", "PIL"]):
+    with atheris.instrument_imports(include=["indexer.catalog.images", "PIL"]):
         import PIL.Image
 
-        import indexer.images  # noqa: F401 - instrumented for coverage feedback
 
         PIL.Image.init()  # the format plugins load lazily: import them here so that they are instrumented too
     atheris.Setup(with_seed_corpus(sys.argv, seeds(), "decode"), test_one_input)

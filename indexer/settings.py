@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV_PREFIX = "LOOKALIKE_"
+REPO_DIR = Path(__file__).resolve().parents[1]
+# Where catalog.default_csv falls back to when the configured file does not exist, in this order: the full catalog
+# beside the repository (the project machines' ../shared), the one `manage.py fetch-data fashion-product-images`
+# writes (relative to the config file's folder, like every configured path), then the demo catalog committed in the
+# repository (data/demo-catalog/README.md).
+SHARED_CATALOG_CSV = REPO_DIR.parent / "shared" / "data" / "fashion-product-images" / "catalog.csv"
+FETCHED_CATALOG_DIR = "data/fashion-product-images"
+DEMO_CATALOG_CSV = REPO_DIR / "data" / "demo-catalog" / "catalog.csv"
 
 
 class SettingsError(ValueError):
@@ -31,6 +39,27 @@ class DatabaseSettings:
 class CatalogSettings:
     default_csv: str = "../shared/data/fashion-product-images/catalog.csv"
     images_root: str = ""
+    # `manage.py fetch-data fashion-product-images`: the public archive's URL and its sha256 (empty = not checked).
+    fetch_url: str = "https://www.kaggle.com/api/v1/datasets/download/paramaggarwal/fashion-product-images-small"
+    fetch_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class DefaultCatalog:
+    """The catalog `index` imports when given none: its CSV and which fallback it is."""
+
+    path: Path
+    # "configured" (catalog.default_csv exists), "shared" (../shared beside the repo), "fetched" (fetch-data's
+    # output in data/), "demo" (data/demo-catalog, committed), or "missing" (none exists: the configured path).
+    kind: str
+
+    @property
+    def description(self) -> str:
+        return {"configured": "the configured catalog (catalog.default_csv)",
+                "shared": "the full Fashion Product Images catalog beside the repository",
+                "fetched": "the full Fashion Product Images catalog (downloaded by fetch-data)",
+                "demo": "the demo catalog committed in the repository",
+                "missing": "the configured catalog (catalog.default_csv), which does not exist"}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,13 @@ class ModelSettings:
     device: str = "auto"
     # Share of the embedding given to the checkpoint's taxonomy classifier, in [0, 1]; negative = the checkpoint's.
     taxonomy_weight: float = -1.0
+    # What runs the forward pass: "auto" (ONNX Runtime on the CPU when installed, torch on CUDA), "torch",
+    # "onnxruntime", "onnxruntime-int8". The vectors are the same, so switching never forces a re-index.
+    runtime: str = "auto"
+    # ONNX Runtime intra-op threads; 0 = all cores.
+    threads: int = 0
+    # Folder of the exported ONNX graphs, one per model fingerprint.
+    onnx_dir: str = "var/onnx"
 
 
 @dataclass(frozen=True)
@@ -158,13 +194,37 @@ class Settings:
         return uri if "://" in uri else str(self.resolve_path(uri))
 
     @property
+    def default_catalog(self) -> DefaultCatalog:
+        """catalog.default_csv if it exists, else the full catalog in ../shared, else the one fetch-data wrote, else
+        the demo catalog committed in the repository (kind "missing" only when none of them exists)."""
+        configured = self.resolve_path(self.catalog.default_csv)
+        if configured.is_file():
+            return DefaultCatalog(configured, "configured")
+        for path, kind in ((SHARED_CATALOG_CSV, "shared"), (self.fetched_catalog_dir / "catalog.csv", "fetched"),
+                           (DEMO_CATALOG_CSV, "demo")):
+            if path.is_file():
+                return DefaultCatalog(path, kind)
+        return DefaultCatalog(configured, "missing")
+
+    @property
+    def fetched_catalog_dir(self) -> Path:
+        """Where `manage.py fetch-data fashion-product-images` writes by default (data/ beside config.toml)."""
+        return self.resolve_path(FETCHED_CATALOG_DIR)
+
+    @property
+    def default_csv(self) -> Path:
+        """The CSV `index` imports when given no catalog (see default_catalog)."""
+        return self.default_catalog.path
+
+    @property
     def image_roots(self) -> tuple[Path, ...]:
-        """Folders result images may be served from: web.image_roots, else the default catalog's image root."""
+        """Configured folders result images may be served from: web.image_roots, else the default catalog's image
+        root. The web app adds the roots of every catalog indexed into the store (Store.catalog_roots)."""
         if self.web.image_roots:
             return tuple(self.resolve_path(r) for r in self.web.image_roots)
         if self.catalog.images_root:
             return (self.resolve_path(self.catalog.images_root),)
-        return (self.resolve_path(self.catalog.default_csv).parent,)
+        return (self.default_csv.parent,)
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name not in ("base_dir", "source")}

@@ -1,9 +1,9 @@
-"""Alembic environment: the models live in indexer.models; the URL comes from the caller's Config."""
+"""Alembic environment: the models live in indexer.store.tables; the URL comes from the caller's Config."""
 
 from alembic import context
 
-from indexer.db import create_db_engine
-from indexer.models import Base
+from indexer.store.db import create_db_engine
+from indexer.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

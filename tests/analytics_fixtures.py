@@ -8,7 +8,7 @@ import io
 from PIL import Image
 from sqlalchemy import select
 
-from indexer.models import CatalogItem, EvaluationRun
+from indexer.store.tables import CatalogItem, EvaluationRun
 
 
 def _thumb(colour: tuple[int, int, int]) -> str:

@@ -47,7 +47,9 @@ def write_config(folder: Path, db_url: str | None = None, **sections: dict) -> P
     base = {
         "database": {"url": db_url or f"sqlite:///{folder / 'lookalike.db'}"},
         "catalog": {"default_csv": str(CATALOG_CSV)},
-        "model": {"input_size": 96, "batch_size": 32},
+        # torch: the suite compares vectors across code paths bit for bit; ONNX Runtime is tested on its own
+        # (tests/engine/test_onnx_runtime.py) and would export a graph into every test's folder.
+        "model": {"input_size": 96, "batch_size": 32, "runtime": "torch"},
         "index": {"dir": str(folder / "index")},
         "pipeline": {"commit_every": 64},
     }
@@ -74,8 +76,8 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def config_path(tmp_path: Path, shared_data: Path) -> Path:
-    from indexer.db import upgrade_database
     from indexer.settings import load_settings
+    from indexer.store.db import upgrade_database
 
     path = write_config(tmp_path)
     upgrade_database(load_settings(path, env={}).database_url)
@@ -115,10 +117,10 @@ def dedent(s: str) -> str:
 def index_in_process(config: Path, catalog: Path, embedder) -> None:
     """Migrate and index ``catalog`` as `manage.py db upgrade` + `manage.py index` do, in this process (no interpreter
     start), with ``embedder`` (the one the config's [model] gives)."""
-    from indexer.catalog import open_catalog
-    from indexer.db import upgrade_database
-    from indexer.service import create_pipeline, open_store
+    from indexer.catalog.source import open_catalog
     from indexer.settings import load_settings
+    from indexer.store.db import upgrade_database
+    from indexer.wiring import create_pipeline, open_store
 
     settings = load_settings(config, env={})
     upgrade_database(settings.database_url)

@@ -25,10 +25,10 @@ def outfit_catalog(tmp_path_factory, embedder) -> OutfitCatalogFixture:
         return _CACHE["catalog"]
     import torch
 
-    from engine.outfit_training import CompatConfig, SlotConfig
-    from indexer.outfit_service import train_outfits
-    from indexer.outfit_train import OutfitTrainOptions
-    from indexer.service import open_store
+    from engine.outfits.training import CompatConfig, SlotConfig
+    from indexer.outfits.training import OutfitTrainOptions
+    from indexer.outfits.wiring import train_outfits
+    from indexer.wiring import open_store
     from tests.web.conftest import build_indexed_catalog
 
     folder = tmp_path_factory.mktemp("outfits")

@@ -1,10 +1,13 @@
-"""Flask app factory. The app is a thin client of indexer/ and engine/: blueprints `pages` and `api`."""
+"""Flask app factory (flaskr's create_app): the app is a thin client of indexer/ and engine/.
+
+Blueprints: pages (web/pages/), api (web/api/), outfits (web/outfits/) and analytics (web/analytics/); the
+per-process singletons (store, model, index, query engine) live in web/runtime.py. web/ may import indexer/ and
+engine/; nothing there imports web/.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -30,9 +33,10 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         embedder: An already built Embedder to use instead of building the configured one (tests share one);
             it must have the configured model's fingerprint or the index is refused.
     """
-    from web.api import bp as api_bp
+    from web.api.routes import bp as api_bp
     from web.errors import register_error_handlers
-    from web.pages import bp as pages_bp
+    from web.pages.routes import bp as pages_bp
+    from web.runtime import Runtime, runtime
 
     app = Flask(__name__)
     if settings is None:
@@ -45,10 +49,10 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     register_error_handlers(app, settings.web.max_upload_mb)
     app.register_blueprint(pages_bp)
     app.register_blueprint(api_bp)
-    from web.outfit_api import register_outfits
+    from web.outfits.routes import register_outfits
 
     register_outfits(app)
-    from web.analytics import bp as analytics_bp
+    from web.analytics.routes import bp as analytics_bp
 
     app.register_blueprint(analytics_bp)
 
@@ -78,80 +82,3 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         return resp
 
     return app
-
-
-def runtime(app: Flask) -> Runtime:
-    """The app's per-process singletons."""
-    return app.extensions["lookalike"]
-
-
-class Runtime:
-    """Per-process singletons: store, embedder and search service (model + index loaded once), query engine.
-
-    Built lazily on first use, under a lock, so concurrent first requests of a threaded server build one.
-    """
-
-    FACETS_TTL_S = 60.0
-
-    def __init__(self, settings: Settings, embedder: Any = None) -> None:
-        self.settings = settings
-        self._embedder = embedder
-        self._lock = threading.RLock()
-        self._store = None
-        self._search = None
-        self._query = None
-        self._facets: tuple[float, dict[str, list[str]]] | None = None
-
-    @property
-    def store(self):
-        if self._store is None:
-            with self._lock:
-                if self._store is None:
-                    from indexer.service import open_store
-
-                    self._store = open_store(self.settings)
-        return self._store
-
-    @property
-    def search(self):
-        """The SearchService (loads the model and the current index generation on first use)."""
-        if self._search is None:
-            with self._lock:
-                if self._search is None:
-                    from indexer.service import create_embedder_from_settings, create_search_service
-
-                    embedder = self._embedder or create_embedder_from_settings(self.settings)
-                    self._search = create_search_service(self.settings, self.store, embedder)
-        return self._search
-
-    @property
-    def query(self):
-        """The QueryEngine (localisation + merging) over the search service."""
-        if self._query is None:
-            with self._lock:
-                if self._query is None:
-                    from engine.localize import load_detector
-                    from indexer.query import QueryEngine
-
-                    detector = load_detector(self.settings.web.detector)
-                    self._query = QueryEngine(self.search, detector, self.settings.web.localize)
-        return self._query
-
-    def facets(self) -> dict[str, list[str]]:
-        """Taxonomy column -> distinct values of active items (for filter menus), cached for a minute."""
-        from indexer.models import TAXONOMY_COLUMNS
-
-        now = time.monotonic()
-        cached = self._facets
-        if cached is not None and now - cached[0] < self.FACETS_TTL_S:
-            return cached[1]
-        values = {c: self.store.distinct_values(c) for c in TAXONOMY_COLUMNS}
-        self._facets = (now, values)
-        return values
-
-    def status(self) -> dict[str, Any]:
-        try:
-            return self.search.status()
-        except Exception as exc:  # noqa: BLE001 - health must answer, whatever broke
-            log.exception("health check failed")
-            return {"ok": False, "error": str(exc)}

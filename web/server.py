@@ -14,8 +14,8 @@ HARD_BODY_LIMIT_FACTOR = 4
 
 def warm_up(app) -> str | None:  # noqa: ANN001 - flask.Flask
     """Load the model, the current index generation and the localiser; returns the generation served."""
-    from web import runtime
-    from web.outfit_api import warm_up_outfits
+    from web.outfits.routes import warm_up_outfits
+    from web.runtime import runtime
 
     rt = runtime(app)
     name = rt.search.refresh()

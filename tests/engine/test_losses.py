@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.losses import (
+from engine.train.losses import (
     batch_hard_triplet_loss,
     hierarchical_classification_loss,
     pairwise_distances,

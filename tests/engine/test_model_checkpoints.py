@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from engine import EmbedderError, EmbeddingNet, ProjectionHead, create_embedder, load_checkpoint, save_checkpoint
-from engine.checkpoints import file_sha256, manifest_path, write_atomically
+from engine.files import file_sha256, write_atomically
+from engine.models.checkpoints import manifest_path
 
 SIZE = 64
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.outfit_metrics import compatibility_auc, fitb_accuracy, fitb_scores, mmr_select, outfit_scores
+from engine.outfits.metrics import compatibility_auc, fitb_accuracy, fitb_scores, mmr_select, outfit_scores
 
 
 def test_auc_exact_values():

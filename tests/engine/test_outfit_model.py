@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.outfit_model import (
+from engine.outfits.model import (
     OutfitModel,
     OutfitModelError,
     cosine_pair_scorer,
@@ -17,7 +17,7 @@ from engine.outfit_model import (
     pair_table,
     save_outfit_model,
 )
-from engine.outfit_training import (
+from engine.outfits.training import (
     CompatConfig,
     OutfitQuestions,
     SlotConfig,

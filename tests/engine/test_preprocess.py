@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.preprocess import Preprocessor, letterbox, to_rgb
+from engine.models.preprocess import Preprocessor, letterbox, to_rgb
 
 MEAN = (0.5, 0.25, 0.125)
 STD = (0.5, 0.25, 0.2)

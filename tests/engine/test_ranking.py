@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.metrics import mean_average_precision, recall_at_k, relevance_matrix
-from engine.ranking import QueryStats, query_stats, recall_curve, summarize
+from engine.query_stats import QueryStats, query_stats, recall_curve, summarize
 
 
 def test_hand_checked_average_precision_and_first_hit() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.sampler import PKSampler
+from engine.train.sampler import PKSampler
 
 
 def test_batches_hold_p_products_times_k_views_and_cover_every_product_once() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine import build_backbone
-from engine.tail import split_backbone
+from engine.models.backbone_split import split_backbone
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from engine import EmbedderError, EmbeddingNet, ProjectionHead, create_embedder, save_checkpoint
-from engine.heads import TaxonomyClassifier
-from indexer.classifier_train import ClassifierConfig, choose_weight, fit_classifier, mix, weight_grid_metrics
+from engine.models.heads import TaxonomyClassifier
+from indexer.training.classifier import ClassifierConfig, choose_weight, fit_classifier, mix, weight_grid_metrics
 
 SIZE = 64
 CLASSES = ["Tshirts", "Shirts", "Jeans", "Watches", "Heels"]

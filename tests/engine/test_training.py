@@ -14,16 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from engine.tail import split_backbone
-from engine.training import (
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    ViewSet,
-    category_recall_at_1,
-    cosine_lr,
-    synthetic_recall,
-)
+from engine.metrics import category_recall_at_1, synthetic_recall
+from engine.models.backbone_split import split_backbone
+from engine.train.trainer import TrainConfig, Trainer, TrainingError, ViewSet, cosine_lr
 
 N_CLASSES = (2, 4, 8)
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from indexer.catalog import open_catalog
-from indexer.generations import GenerationError, current_name
-from indexer.images import decode_image
-from indexer.service import create_embedder_from_settings, create_pipeline, create_search_service, open_store
+from indexer.catalog.images import decode_image
+from indexer.catalog.source import open_catalog
+from indexer.embedders import create_embedder_from_settings
 from indexer.settings import load_settings
+from indexer.vectors.generations import GenerationError, current_name
+from indexer.wiring import create_pipeline, create_search_service, open_store
 from tests.conftest import index_in_process, run_manage, write_config, write_small_catalog
 
 pytestmark = pytest.mark.reliability("corruption")

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.db import upgrade_database
-from indexer.generations import load_generation
-from indexer.pipeline import CRASH_POINTS
+from indexer.pipeline.crash_safety import CRASH_POINTS
 from indexer.settings import load_settings
+from indexer.store.db import upgrade_database
+from indexer.vectors.generations import load_generation
 from tests.conftest import PYTHON, REPO, run_manage, write_config, write_small_catalog
 
 N_ITEMS = 48

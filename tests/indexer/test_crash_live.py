@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from indexer.pipeline import CRASH_POINTS
+from indexer.pipeline.crash_safety import CRASH_POINTS
 from tests.conftest import index_in_process, run_manage, write_config, write_small_catalog
 from tests.e2e.conftest import start_server, stop_server
 from tests.e2e.test_live_http import _multipart

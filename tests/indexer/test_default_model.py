@@ -11,12 +11,13 @@ import pytest
 from PIL import Image
 
 from engine import create_embedder
-from engine.checkpoints import file_sha256, load_checkpoint
-from engine.training import category_recall_at_1, synthetic_recall
+from engine.files import file_sha256
+from engine.metrics import category_recall_at_1, synthetic_recall
+from engine.models.checkpoints import load_checkpoint
+from indexer.catalog.splits import read_splits
+from indexer.datasets.synthetic import StreetPhotoSynthesizer
 from indexer.settings import load_settings
-from indexer.splits import read_splits
-from indexer.synthetic import StreetPhotoSynthesizer
-from indexer.training import TaxonomyVocab, read_products
+from indexer.training.embedding import TaxonomyVocab, read_products
 from tests.conftest import CATALOG_CSV, REPO
 
 pytestmark = pytest.mark.slow

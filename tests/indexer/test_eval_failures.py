@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexer.eval_failures import collect_failures, thumbnail_data_url
+from indexer.evaluation.failures import collect_failures, thumbnail_data_url
 
 
 def test_collect_failures_worst_first_with_results(tmp_path: Path):
@@ -61,9 +61,9 @@ class _ColourEmbedder:
 
 
 def test_category_evaluation_stores_failures_for_the_run_page(tmp_path: Path, settings):
-    from indexer.analytics import get_run
-    from indexer.evaluation import LabelledImage, evaluate_category, record_evaluation
-    from indexer.service import open_store
+    from indexer.evaluation.retrieval import LabelledImage, evaluate_category
+    from indexer.evaluation.runs import get_run, record_evaluation
+    from indexer.wiring import open_store
 
     items = []
     # 30 reds and 30 blues; item x0 is labelled blue but is red, so no blue comes back in its top k.

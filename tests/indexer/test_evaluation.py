@@ -14,15 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from indexer.evaluation import (
-    LabelledImage,
-    evaluate_category,
-    evaluate_street2shop,
-    list_evaluations,
-    record_evaluation,
-    write_plot,
-)
-from indexer.pairs import GalleryImage, PairSet, QueryPair
+from indexer.datasets.pairs import GalleryImage, PairSet, QueryPair
+from indexer.evaluation.retrieval import LabelledImage, evaluate_category, evaluate_street2shop, write_plot
+from indexer.evaluation.runs import list_evaluations, record_evaluation
 
 METRIC_KEYS = {"recall@1", "recall@5", "recall@10", "recall@20", "mAP", "n_queries"}
 
@@ -118,7 +112,7 @@ def test_category_leave_one_out(tmp_path: Path) -> None:
 
 
 def test_runs_are_stored_in_sql_and_plotted(settings, pair_set: PairSet, tmp_path: Path) -> None:
-    from indexer.service import open_store
+    from indexer.wiring import open_store
 
     store = open_store(settings)
     report = evaluate_street2shop(ColourEmbedder(), pair_set, spec="Flat", search_device="cpu")

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from indexer.images import ImageDecodeError, crop_box, decode_image
+from indexer.catalog.images import ImageDecodeError, crop_box, decode_image
 
 pytestmark = pytest.mark.reliability("fuzz")
 
@@ -67,7 +67,7 @@ def test_crop_box_only_raises_its_own_error(scoreboard, box):
 @settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.lists(st.text(max_size=20), max_size=5))
 def test_cli_filter_parser(scoreboard, values):
-    from manage import parse_filters
+    from indexer.cli_support import parse_filters
 
     scoreboard.cases(1)
     try:

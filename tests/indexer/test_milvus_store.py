@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from indexer.generations import GenerationError
-from indexer.milvus_store import filter_expression, milvus_index, search_params
-from indexer.service import create_pipeline
+from indexer.extras import MissingExtraError
 from indexer.settings import load_settings
-from indexer.vector_index import SearchParams
-from indexer.vector_store import MissingExtraError, VectorStoreError, create_vector_store
+from indexer.vectors.base import VectorStoreError
+from indexer.vectors.factory import create_vector_store
+from indexer.vectors.faiss_index import SearchParams
+from indexer.vectors.generations import GenerationError
+from indexer.vectors.milvus_schema import filter_expression, milvus_index, search_params
+from indexer.wiring import create_pipeline
 from tests.conftest import write_config
 from tests.indexer.test_vector_stores import N, close_env, make_env, run_index
 
@@ -98,7 +100,7 @@ def test_check_finds_a_tampered_collection_and_index_repairs_it(env, small_embed
     collection = vs.served_collection()[0]
     ids = [int(i) for i in store.state(fp).ids]
     old = {r["id"]: r for batch in store.iter_index_rows(fp, ids=ids[:3], with_vectors=True) for r in batch}
-    from indexer.milvus_store import milvus_row
+    from indexer.vectors.milvus_schema import milvus_row
 
     vs.client.delete(collection, ids=[ids[0]])  # missing
     stale = milvus_row({**old[ids[1]], "revision": old[ids[1]]["revision"] - 1000})
@@ -118,7 +120,7 @@ def test_interrupted_sync_is_finished_by_the_next_run(env, small_embedder):
     settings, store, vs, catalog, rows = env
     run_index(settings, store, vs, small_embedder, catalog)
     lines = catalog.read_text().splitlines()
-    from indexer.service import remove_items
+    from indexer.wiring import remove_items
 
     remove_items(settings, store, small_embedder, [r["id"] for r in rows[:12]])
     assert vs.check(store, small_embedder.fingerprint).ok
@@ -132,7 +134,7 @@ def test_interrupted_sync_is_finished_by_the_next_run(env, small_embedder):
 
     catalog.write_text("\n".join(lines) + "\n")
     pipeline = create_pipeline(settings, store, small_embedder, progress=False, crash_hook=stop, vector_store=vs)
-    from indexer.catalog import open_catalog
+    from indexer.catalog.source import open_catalog
 
     with pytest.raises(Interrupted):
         pipeline.run(open_catalog(catalog))

@@ -113,7 +113,7 @@ def test_cli_messages_and_text_report(fixture, tmp_path):
 
 
 def test_train_outfits_if_stale_keeps_a_current_model(fixture, small_embedder, tmp_path):
-    from indexer.outfit_service import outfit_model_status
+    from indexer.outfits.wiring import outfit_model_status
 
     before = fixture.checkpoint.stat().st_mtime_ns
     res = invoke(fixture, "train-outfits", "--if-stale", "--threads", "1")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from engine.colour import colour_descriptor
-from indexer.images import decode_image
-from indexer.outfit_colours import catalog_colours, image_colours
-from indexer.service import open_store
+from indexer.catalog.images import decode_image
+from indexer.outfits.colours import catalog_colours, image_colours
+from indexer.wiring import open_store
 from tests.outfit_fixtures import outfit_catalog
 
 

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from engine.outfit_model import load_outfit_model
-from indexer.outfit_search import check_outfit_model
-from indexer.outfit_service import outfit_checkpoint, outfit_rules
-from indexer.service import create_embedder_from_settings
+from engine.outfits.model import load_outfit_model
+from indexer.embedders import create_embedder_from_settings
+from indexer.outfits.service import check_outfit_model
+from indexer.outfits.wiring import outfit_checkpoint, outfit_rules
 from indexer.settings import load_settings
 from tests.conftest import REPO
 

@@ -8,12 +8,12 @@ import itertools
 import numpy as np
 import pytest
 
-from engine.outfit_model import OutfitModelError
-from indexer.images import decode_image
-from indexer.outfit_catalog import item_taxonomy
-from indexer.outfit_service import create_outfit_service
-from indexer.service import create_search_service, open_store
-from indexer.store import FilterError
+from engine.outfits.model import OutfitModelError
+from indexer.catalog.images import decode_image
+from indexer.outfits.catalog import item_taxonomy
+from indexer.outfits.wiring import create_outfit_service
+from indexer.store.catalog_store import FilterError
+from indexer.wiring import create_search_service, open_store
 from tests.outfit_fixtures import outfit_catalog
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.outfit_slots import SlotRulesError, parse_category_map, parse_slot_rules
+from indexer.outfits.slots import SlotRulesError, parse_category_map, parse_slot_rules
 from indexer.settings import OutfitSettings, load_settings
 from tests.conftest import REPO, read_catalog_rows
 

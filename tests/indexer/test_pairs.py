@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from indexer.pairs import (
+from indexer.datasets.pairs import (
     PairSourceError,
     crop_query,
     read_deepfashion_consumer2shop,

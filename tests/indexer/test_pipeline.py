@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.catalog import open_catalog
-from indexer.generations import GenerationError, current_name, load_generation
-from indexer.pipeline import WriterBusyError, writer_lock
-from indexer.search import check_consistency
-from indexer.service import create_pipeline, create_search_service, open_store, remove_items
+from indexer.catalog.source import open_catalog
+from indexer.pipeline.crash_safety import WriterBusyError, writer_lock
+from indexer.vectors.faiss_store import check_consistency
+from indexer.vectors.generations import GenerationError, current_name, load_generation
+from indexer.wiring import create_pipeline, create_search_service, open_store, remove_items
 from tests.conftest import SHARED_DATA, write_small_catalog
 
 
@@ -107,7 +107,7 @@ def test_remove_deletes_from_sql_and_index(settings, store, small_embedder, cata
 def test_search_returns_own_item_and_filters_inside(settings, store, small_embedder, catalog):
     run_index(settings, store, small_embedder, catalog)
     service = create_search_service(settings, store, small_embedder)
-    from indexer.images import decode_image
+    from indexer.catalog.images import decode_image
 
     row = catalog.read_text().splitlines()[5].split(",")
     img = decode_image((catalog.parent / row[8]).read_bytes())

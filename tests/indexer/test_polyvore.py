@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.polyvore import (
+from indexer.outfits.polyvore import (
     FitbQuestion,
     OutfitDataError,
     OutfitDataset,

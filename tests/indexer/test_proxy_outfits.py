@@ -8,9 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from engine.outfit_metrics import compatibility_auc, fitb_accuracy, fitb_scores, outfit_scores
-from indexer.outfit_slots import parse_slot_rules
-from indexer.proxy_outfits import (
+from engine.outfits.metrics import compatibility_auc, fitb_accuracy, fitb_scores, outfit_scores
+from indexer.outfits.proxy import (
     build_proxy_dataset,
     colour_group,
     colours_compatible,
@@ -18,6 +17,7 @@ from indexer.proxy_outfits import (
     products_from_rows,
     rule_pair_scores,
 )
+from indexer.outfits.slots import parse_slot_rules
 from indexer.settings import OutfitSettings
 from tests.conftest import read_catalog_rows
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.catalog import open_catalog
-from indexer.db import upgrade_database
+from indexer.catalog.source import open_catalog
 from indexer.settings import load_settings
+from indexer.store.db import upgrade_database
 from tests.conftest import write_config, write_small_catalog
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def ray_cluster():
     pytest.importorskip("ray.data", reason="the scale extra is not installed (pip install -e '.[scale]')")
     import ray
 
-    from indexer.ray_embed import RayOptions, connect_ray
+    from indexer.pipeline.ray_pipeline import RayOptions, connect_ray
 
     assert not ray.is_initialized()
     assert connect_ray(RayOptions(address="auto", num_cpus=2, object_store_mb=100))
@@ -43,8 +43,8 @@ def make_settings(folder: Path, **sections):
 
 
 def ray_run(settings, embedder, catalog: Path, workers: int = 2, hook=None):
-    from indexer.ray_embed import RayOptions
-    from indexer.service import create_ray_pipeline, open_store
+    from indexer.pipeline.ray_pipeline import RayOptions
+    from indexer.wiring import create_ray_pipeline, open_store
 
     store = open_store(settings)
     pipeline = create_ray_pipeline(settings, store, embedder, RayOptions(workers=workers), crash_hook=hook,
@@ -60,8 +60,8 @@ def test_cli_index_with_ray_into_milvus_embeds_what_the_local_pipeline_embeds(ra
     from click.testing import CliRunner
 
     import manage
-    from indexer.milvus_store import release_local_server
-    from indexer.service import create_pipeline, open_store
+    from indexer.vectors.milvus_store import release_local_server
+    from indexer.wiring import create_pipeline, open_store
 
     catalog = write_small_catalog(tmp_path / "cat", N)
     (catalog.parent / "images" / "broken.jpg").write_bytes(b"not a jpeg")
@@ -106,7 +106,7 @@ def test_interrupted_ray_run_resumes_and_a_rerun_embeds_nothing(ray_cluster, sma
     resumed, runner, store = ray_run(settings, small_embedder, catalog, workers=1)
     assert "1 CPU actors x 2 CPUs" in runner
     assert (resumed.unchanged, resumed.new) == (4, N - 4) and resumed.published
-    from indexer.vector_store import create_vector_store
+    from indexer.vectors.factory import create_vector_store
 
     report = create_vector_store(settings).check(store, small_embedder.fingerprint)
     assert report.ok and report.index_count == N, report.problems
@@ -116,7 +116,7 @@ def test_interrupted_ray_run_resumes_and_a_rerun_embeds_nothing(ray_cluster, sma
 
 
 def test_embed_batch_reports_problems_and_skips_known_images(small_embedder, tmp_path):
-    from indexer.ray_embed import embed_batch
+    from indexer.pipeline.ray_pipeline import embed_batch
 
     catalog = write_small_catalog(tmp_path / "cat", 2)
     images = sorted((catalog.parent / "images").iterdir())
@@ -134,7 +134,7 @@ def test_embed_batch_reports_problems_and_skips_known_images(small_embedder, tmp
 
 def test_actor_refuses_a_model_that_differs_from_the_driver(tmp_path):
     from engine import EmbedderError
-    from indexer.ray_embed import EmbedActor
+    from indexer.pipeline.ray_pipeline import EmbedActor
 
     settings = load_settings(write_config(tmp_path), env={})
     with pytest.raises(EmbedderError, match="same weights"):
@@ -144,8 +144,8 @@ def test_actor_refuses_a_model_that_differs_from_the_driver(tmp_path):
 def test_missing_ray_names_the_extra(monkeypatch):
     import sys
 
-    from indexer.ray_embed import RayOptions, connect_ray
-    from indexer.vector_store import MissingExtraError
+    from indexer.extras import MissingExtraError
+    from indexer.pipeline.ray_pipeline import RayOptions, connect_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingExtraError, match=r"manage.py index --ray needs .*pip install -e '\.\[scale\]'"):

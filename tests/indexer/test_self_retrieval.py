@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.catalog import open_catalog
-from indexer.db import upgrade_database
-from indexer.images import decode_image
-from indexer.service import create_embedder_from_settings, create_pipeline, create_search_service, open_store
+from indexer.catalog.images import decode_image
+from indexer.catalog.source import open_catalog
+from indexer.embedders import create_embedder_from_settings
 from indexer.settings import load_settings
+from indexer.store.db import upgrade_database
+from indexer.wiring import create_pipeline, create_search_service, open_store
 from tests.conftest import CATALOG_CSV, REPO, SHARED_DATA
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.splits import SplitError, assign_splits, read_splits, split_counts, write_splits
+from indexer.catalog.splits import SplitError, assign_splits, read_splits, split_counts, write_splits
 
 
 def test_assignment_is_deterministic_disjoint_and_close_to_the_fractions() -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from indexer.db import StoreError, check_database, create_db_engine, downgrade_database, upgrade_database
-from indexer.models import Base, CatalogItem
-from indexer.store import FilterError, Store
+from indexer.store.catalog_store import FilterError, Store
+from indexer.store.db import StoreError, check_database, create_db_engine, downgrade_database, upgrade_database
+from indexer.store.tables import Base, CatalogItem
 
 PG_URL = os.environ.get("LOOKALIKE_TEST_PG_URL", "")
 

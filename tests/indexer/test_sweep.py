@@ -8,7 +8,7 @@ import tomllib
 import numpy as np
 import pytest
 
-from indexer.sweep import (
+from indexer.evaluation.sweep import (
     SweepSetting,
     default_grid,
     list_sweeps,
@@ -21,7 +21,7 @@ from indexer.sweep import (
     sweep_settings,
     validate_spec,
 )
-from indexer.synthetic_vectors import clustered_unit_vectors
+from indexer.vectors.synthetic_vectors import clustered_unit_vectors
 from tests.conftest import run_manage
 
 
@@ -59,7 +59,7 @@ def test_measure_sweep_against_exact_search():
 
 
 def test_recall_counts_tied_duplicates_as_correct():
-    from indexer.sweep import recall_with_ties
+    from indexer.evaluation.sweep import recall_with_ties
 
     base = clustered_unit_vectors(200, 16, seed=5)
     x = np.concatenate([base, base[:100]])  # 100 exact duplicates, as catalogs have
@@ -73,7 +73,7 @@ def test_recall_counts_tied_duplicates_as_correct():
 
 
 def test_record_and_load_sweep(settings):
-    from indexer.service import open_store
+    from indexer.wiring import open_store
 
     x = clustered_unit_vectors(400, 8, seed=1)
     points = measure_sweep(x, sweep_settings(["Flat", "IVF4,Flat"], [1, 4], []), k=5, n_queries=20, budget_s=0.0)
@@ -119,9 +119,9 @@ def test_validate_spec():
 @pytest.mark.slow
 def test_sweep_cli_stores_results_and_apply_rebuilds(tmp_path, shared_data, small_embedder):
     """`manage.py sweep` on a small indexed catalog; --apply edits index.spec only and publishes a new generation."""
-    from indexer.db import check_database
-    from indexer.generations import load_generation
-    from indexer.service import open_store
+    from indexer.store.db import check_database
+    from indexer.vectors.generations import load_generation
+    from indexer.wiring import open_store
     from tests.web.conftest import build_indexed_catalog
 
     settings, _ = build_indexed_catalog(tmp_path, small_embedder, n=40)
@@ -161,8 +161,8 @@ def test_apply_recommended_writes_spec_and_knob(tmp_path, small_embedder, shared
     the one on the measured front."""
     import dataclasses
 
-    from indexer.generations import load_generation
-    from indexer.sweep import apply_spec, resolve_apply, sweep_report
+    from indexer.evaluation.sweep import apply_spec, resolve_apply, sweep_report
+    from indexer.vectors.generations import load_generation
     from tests.web.conftest import build_indexed_catalog
 
     settings, _ = build_indexed_catalog(tmp_path / "c", small_embedder, n=24)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.synthetic import (
+from indexer.datasets.synthetic import (
     StreetPhotoSynthesizer,
     SyntheticConfig,
     difference,

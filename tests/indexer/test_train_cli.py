@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.checkpoints import load_checkpoint
+from engine.models.checkpoints import load_checkpoint
 from tests.conftest import PYTHON, REPO, run_manage, write_small_catalog
 
 METRIC_KEYS = ("recall@1", "recall@5", "recall@10", "recall@20", "mAP", "n_queries")
@@ -214,7 +214,8 @@ def test_train_the_whole_backbone_without_web_or_faiss(tmp_path: Path, config_pa
 
 def test_train_errors_stay_one_line_without_the_server_stack(tmp_path: Path, config_path: Path) -> None:
     # The first run on the lent GPU box failed on a CUDA error, and the report of it then failed too: collecting the
-    # one-line error classes imported indexer.db, whose alembic is not installed there. Such classes are now skipped.
+    # one-line error classes imported indexer.store.db, whose alembic is not installed there. Such classes are now
+    # skipped.
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCK_WEB_AND_FAISS.replace('("web", "faiss")',

@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from engine import create_embedder
-from engine.tail import split_backbone
-from engine.training import TrainConfig
-from indexer import training
-from indexer.synthetic import StreetPhotoSynthesizer
-from indexer.training import (
+from engine.models.backbone_split import split_backbone
+from engine.train.trainer import TrainConfig
+from indexer.datasets.synthetic import StreetPhotoSynthesizer
+from indexer.training import embedding as training
+from indexer.training.embedding import (
     TaxonomyVocab,
     TrainOptions,
-    _image_loader,
     cache_seconds,
     cache_views,
+    image_loader,
     read_products,
     train_from_catalog,
     view_images,
@@ -40,7 +40,7 @@ def test_view_cache_resumes_after_an_interruption(small_catalog: Path, tmp_path:
     products = products[:5]
     emb = create_embedder("efficientnet_lite0", "random", input_size=64, device="cpu")
     split = split_backbone(emb.module.backbone, 2)
-    synth = StreetPhotoSynthesizer(_image_loader(products), [p.id for p in products], seed=0)
+    synth = StreetPhotoSynthesizer(image_loader(products), [p.id for p in products], seed=0)
     path = tmp_path / "train.npy"
     first = np.array(cache_views(products, emb, split, synth, 3, path, chunk=2, progress=False))
     assert first.shape == (5, 3, 192, 2, 2) and first.dtype == np.float16
@@ -75,7 +75,7 @@ def test_view_cache_is_the_same_made_in_worker_processes_or_in_the_main_process(
 
     def cache(workers: int, path: Path) -> np.ndarray:
         pids.unlink(missing_ok=True)
-        synth = StreetPhotoSynthesizer(_image_loader(products), [p.id for p in products], seed=0)
+        synth = StreetPhotoSynthesizer(image_loader(products), [p.id for p in products], seed=0)
         return np.array(cache_views(products, emb, split, synth, 3, path, chunk=2, workers=workers, progress=False))
 
     def makers() -> list[int]:
@@ -104,7 +104,7 @@ def test_the_whole_backbone_caches_the_preprocessed_views(small_catalog: Path, t
     products = read_products(small_catalog)[0][:3]
     emb = create_embedder("efficientnet_lite0", "random", input_size=64, device="cpu")
     split = split_backbone(emb.module.backbone, 18)
-    synth = StreetPhotoSynthesizer(_image_loader(products), [p.id for p in products], seed=0)
+    synth = StreetPhotoSynthesizer(image_loader(products), [p.id for p in products], seed=0)
     arr = np.array(cache_views(products, emb, split, synth, 2, tmp_path / "x.npy", chunk=2, workers=2,
                                progress=False))
     assert arr.shape == (3, 2, 3, 64, 64) and arr.dtype == np.float16
@@ -154,7 +154,7 @@ def test_the_served_checkpoint_computes_what_training_optimised(small_catalog: P
     with torch.inference_mode():
         pooled = split.tail.eval()(torch.from_numpy(np.asarray(cache, np.float32).reshape(-1, *cache.shape[2:])))
         from_cache = torch.nn.functional.normalize(served.module.head(pooled), dim=1).numpy()
-    synth = StreetPhotoSynthesizer(_image_loader(all_train), [p.id for p in all_train], seed=0)
+    synth = StreetPhotoSynthesizer(image_loader(all_train), [p.id for p in all_train], seed=0)
     images = [img for p in train_products for img in view_images(p, synth, 3)]
     from_images = served.embed_images(images)
     cosine = (from_cache * from_images).sum(axis=1)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.synthetic_vectors import clustered_unit_vectors, exact_top_k, recall_against
-from indexer.vector_index import (
+from indexer.vectors.faiss_index import (
     SearchParams,
     TorchExactSearcher,
     VectorSearcher,
     build_faiss_index,
     choose_spec,
 )
+from indexer.vectors.synthetic_vectors import clustered_unit_vectors, exact_top_k, recall_against
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -78,7 +78,7 @@ def test_filter_with_fewer_matches_than_k_pads(data):
 
 
 def test_large_filter_goes_through_faiss_selector(data, monkeypatch):
-    import indexer.vector_index as vi
+    import indexer.vectors.faiss_index as vi
 
     monkeypatch.setattr(vi, "EXACT_FILTER_MAX", 10)
     x, ids, q = data

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.catalog import open_catalog
-from indexer.db import upgrade_database
-from indexer.images import decode_image
-from indexer.service import create_pipeline, create_search_service, open_store, remove_items
+from indexer.catalog.images import decode_image
+from indexer.catalog.source import open_catalog
 from indexer.settings import load_settings
-from indexer.vector_store import create_vector_store
+from indexer.store.db import upgrade_database
+from indexer.vectors.factory import create_vector_store
+from indexer.wiring import create_pipeline, create_search_service, open_store, remove_items
 from tests.conftest import SHARED_DATA, write_config, write_small_catalog
 
 STORES = ["faiss", "milvus"]
@@ -57,7 +57,7 @@ def close_env(settings, store, vector_store) -> None:
     vector_store.close()
     store.close()
     if settings.index.store == "milvus":
-        from indexer.milvus_store import release_local_server
+        from indexer.vectors.milvus_store import release_local_server
 
         release_local_server(settings.milvus_uri)
 

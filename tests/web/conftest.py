@@ -14,10 +14,10 @@ WEB_CATALOG_SIZE = 80
 
 def build_indexed_catalog(folder: Path, embedder, n: int = WEB_CATALOG_SIZE, **sections: dict):
     """Catalog CSV + migrated SQLite + index generation in folder; returns (settings, csv path)."""
-    from indexer.catalog import open_catalog
-    from indexer.db import upgrade_database
-    from indexer.service import create_pipeline, open_store
+    from indexer.catalog.source import open_catalog
     from indexer.settings import load_settings
+    from indexer.store.db import upgrade_database
+    from indexer.wiring import create_pipeline, open_store
 
     csv = write_small_catalog(folder / "cat", n)
     web = {"image_roots": [str(folder / "cat")], "thumb_cache_dir": str(folder / "thumbs")}

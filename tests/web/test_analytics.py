@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from indexer.sweep import SweepPoint, pareto_front, record_sweep
+from indexer.evaluation.sweep import SweepPoint, pareto_front, record_sweep
 from tests.analytics_fixtures import seed_runs
 from tests.web.conftest import make_test_app
 from tests.web.openapi_check import assert_error, assert_matches
@@ -29,7 +29,7 @@ def _points() -> list[SweepPoint]:
 @pytest.fixture
 def analytics(settings):
     """(app, client, run ids, sweep id) over a fresh migrated database (no index needed)."""
-    from indexer.service import open_store
+    from indexer.wiring import open_store
 
     store = open_store(settings)
     runs = seed_runs(store)
@@ -111,7 +111,7 @@ def test_sweep_page_draws_pareto_front(analytics):
 
 
 def test_access_off_elsewhere_unless_token(settings):
-    from indexer.service import open_store
+    from indexer.wiring import open_store
 
     store = open_store(settings)
     seed_runs(store)

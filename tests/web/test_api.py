@@ -120,7 +120,7 @@ def test_crop_searches_only_the_box(client, openapi_doc, catalog_rows, csv_dir):
 def test_street_photo_is_localised(client, openapi_doc, catalog_rows, csv_dir):
     import numpy as np
 
-    from indexer.synthetic import SyntheticConfig, synthesize_street_photo
+    from indexer.datasets.synthetic import SyntheticConfig, synthesize_street_photo
 
     product = Image.open(csv_dir / catalog_rows[5]["image"])
     photo = synthesize_street_photo(product, np.random.default_rng(3),
@@ -183,7 +183,7 @@ def test_errors_use_the_envelope(client, openapi_doc, method, url, status):
 
 
 def test_unexpected_exception_is_a_500_envelope_without_details(app, openapi_doc, monkeypatch):
-    from web import runtime
+    from web.runtime import runtime
 
     def boom(*_a, **_k):
         raise RuntimeError("secret internal detail /srv/x.py")

@@ -268,10 +268,10 @@ def test_photo_outfit_parameters(outfit_app, openapi_doc, web_catalog, scoreboar
 @pytest.fixture(scope="module")
 def analytics_app(tmp_path_factory, shared_data):
     """An app over a fresh database holding two evaluation runs and a sweep (no index needed)."""
-    from indexer.db import upgrade_database
-    from indexer.service import open_store
+    from indexer.evaluation.sweep import SweepPoint, record_sweep
     from indexer.settings import load_settings
-    from indexer.sweep import SweepPoint, record_sweep
+    from indexer.store.db import upgrade_database
+    from indexer.wiring import open_store
     from tests.analytics_fixtures import seed_runs
     from tests.conftest import write_config
 

@@ -23,12 +23,12 @@ def test_decode_target_runs_on_its_seeds(scoreboard):
 
 
 def test_decode_target_reports_a_foreign_error(monkeypatch):
-    import indexer.images
+    import indexer.catalog.images
 
     def broken(data, max_pixels):
         raise OSError("a decoder error that leaked")
 
-    monkeypatch.setattr(indexer.images, "decode_image", broken)
+    monkeypatch.setattr(indexer.catalog.images, "decode_image", broken)
     with pytest.raises(OSError, match="leaked"):
         decode_harness.test_one_input(decode_harness.seeds()[5])
 
@@ -63,10 +63,10 @@ def test_api_target_runs_on_its_seeds(outfit_client, scoreboard):
 
 
 def test_api_target_reports_a_5xx(outfit_client, monkeypatch):
-    import web.params
+    import web.api.params
 
     client, photo = outfit_client
-    monkeypatch.setattr(web.params, "_parse_float", lambda name, value: float(value))  # a parser that leaks
+    monkeypatch.setattr(web.api.params, "_parse_float", lambda name, value: float(value))  # a parser that leaks
     threshold = api_harness.SEARCH.index("threshold") + len(api_harness.SEARCH)  # its one-byte name
     with pytest.raises(api_harness.Finding, match="500"):
         api_harness.test_one_input(bytes([0, threshold]) + b"\x00abc", client, photo)  # search form, threshold=abc

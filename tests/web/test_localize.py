@@ -7,11 +7,11 @@ import csv as csvmod
 import numpy as np
 from PIL import Image
 
-from indexer.query import QueryEngine, QueryOptions
+from indexer.search.query import QueryEngine, QueryOptions
 
 
 def _street_photos(web_catalog, n: int):
-    from indexer.synthetic import SyntheticConfig, synthesize_street_photo
+    from indexer.datasets.synthetic import SyntheticConfig, synthesize_street_photo
 
     settings, csv = web_catalog
     with csv.open(newline="") as fh:
@@ -28,7 +28,7 @@ def _street_photos(web_catalog, n: int):
 
 def test_localisation_beats_whole_photo_on_synthetic_street_photos(app, web_catalog):
     """The product pasted small on a cluttered scene ranks higher with crops than with the whole photo alone."""
-    from web import runtime
+    from web.runtime import runtime
 
     engine: QueryEngine = runtime(app).query
     ranks = {"off": [], "auto": []}
@@ -45,7 +45,7 @@ def test_localisation_beats_whole_photo_on_synthetic_street_photos(app, web_cata
 
 def test_detector_boxes_are_searched_as_regions(app, web_catalog):
     from engine.localize import Detection
-    from web import runtime
+    from web.runtime import runtime
 
     class BoxDetector:
         def detect(self, image):
@@ -64,7 +64,7 @@ def test_concurrent_queries_give_the_same_answers(app, web_catalog):
     """Forward passes share one model (and one feature probe): concurrent queries must not mix them up."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from web import runtime
+    from web.runtime import runtime
 
     engine: QueryEngine = runtime(app).query
     photos = [p for _, p in _street_photos(web_catalog, 6)]

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from indexer.models import CatalogItem
-from web.media import resolve_in_roots
+from indexer.store.tables import CatalogItem
+from web.pages.media import resolve_in_roots
 
 
 def test_image_and_thumbnail_have_caching_headers(client, web_settings):
@@ -32,7 +32,7 @@ def test_image_and_thumbnail_have_caching_headers(client, web_settings):
 
 def test_thumbnail_is_sized_for_the_grid(tmp_path, client, app, web_settings):
     """A large catalog picture gives a thumbnail no larger than web.thumb_size, made once and reused."""
-    from web import runtime
+    from web.runtime import runtime
 
     store = runtime(app).store
     root = web_settings.image_roots[0]
@@ -86,7 +86,7 @@ def test_traversal_urls_get_404(client, url):
                                       "{link}", "{root}/images", "{root}/notes.txt", ""])
 def test_paths_from_sql_outside_the_roots_are_never_served(client, app, web_settings, tmp_path, bad_path):
     """Even if a catalog row points outside the image roots (or a symlink does), nothing is served."""
-    from web import runtime
+    from web.runtime import runtime
 
     store = runtime(app).store
     root = web_settings.image_roots[0]

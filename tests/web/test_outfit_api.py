@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer.outfit_catalog import item_taxonomy
-from indexer.outfit_service import outfit_rules
-from indexer.service import open_store
+from indexer.outfits.catalog import item_taxonomy
+from indexer.outfits.wiring import outfit_rules
+from indexer.wiring import open_store
 from tests.outfit_fixtures import outfit_catalog
 from tests.web.conftest import make_test_app
 from tests.web.openapi_check import assert_error, assert_matches
@@ -156,21 +156,21 @@ def test_warm_up_builds_the_outfit_state_or_logs_why_not(outfit_app, fixture, sm
     import dataclasses
     import logging
 
-    from web.outfit_api import outfit_service, warm_up_outfits
+    from web.outfits.routes import outfit_service, warm_up_outfits
 
-    with caplog.at_level(logging.INFO, logger="web.outfit_api"):
+    with caplog.at_level(logging.INFO, logger="web.outfits.routes"):
         warm_up_outfits(outfit_app)
     assert "outfits ready" in caplog.text and outfit_service(outfit_app)._state is not None
     settings = dataclasses.replace(fixture.settings, outfit=dataclasses.replace(
         fixture.settings.outfit, checkpoint=str(tmp_path / "missing.pt")))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="web.outfit_api"):
+    with caplog.at_level(logging.WARNING, logger="web.outfits.routes"):
         warm_up_outfits(make_test_app(settings, small_embedder))
     assert "outfits unavailable" in caplog.text and "train-outfits" in caplog.text
 
 
 def test_the_app_caches_catalog_colours_in_the_configured_folder(outfit_app, fixture):
-    from web.outfit_api import outfit_service
+    from web.outfits.routes import outfit_service
 
     service = outfit_service(outfit_app)
     assert service.cache_dir == fixture.settings.resolve_path(fixture.settings.outfit.cache_dir)

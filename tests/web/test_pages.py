@@ -89,7 +89,7 @@ def test_error_pages_are_html_without_details(client):
 def test_api_urls_match_the_routes(app):
     from flask import url_for
 
-    from web.api import item_json
+    from web.api.serializers import item_json
 
     with app.test_request_context("/"):
         urls = item_json({"id": 7, "title": "x", "attributes": {}, "status": "active"})

@@ -11,8 +11,8 @@ from tests.web.openapi_check import assert_matches
 
 
 def test_new_generation_is_served_without_restart(tmp_path, small_embedder, openapi_doc):
-    from indexer.catalog import open_catalog
-    from indexer.service import create_pipeline, open_store
+    from indexer.catalog.source import open_catalog
+    from indexer.wiring import create_pipeline, open_store
     from tests.conftest import SHARED_DATA, read_catalog_rows
 
     settings, csv = build_indexed_catalog(tmp_path, small_embedder, n=30)

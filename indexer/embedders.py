@@ -1,0 +1,24 @@
+"""Build the configured Embedder from Settings (backbone, weights, fine-tuned checkpoint, runtime).
+
+A leaf: imports only settings and engine, so the indexing pipelines (Ray workers included) and the web app can use it
+without pulling in the rest of the indexer.
+"""
+
+from __future__ import annotations
+
+from indexer.settings import Settings
+
+
+def create_embedder_from_settings(settings: Settings):
+    """The configured embedder (backbone, weights, optional fine-tuned checkpoint) on the configured runtime
+    (model.runtime: torch or ONNX Runtime, graphs cached in model.onnx_dir, model.threads intra-op threads)."""
+    from engine import create_embedder
+
+    m = settings.model
+    weights = m.weights
+    if weights and weights != "random" and ("/" in weights or weights.endswith((".pt", ".pth", ".bin"))):
+        weights = str(settings.resolve_path(weights))
+    checkpoint = str(settings.resolve_path(m.checkpoint)) if m.checkpoint else ""
+    return create_embedder(m.backbone, weights=weights, checkpoint=checkpoint, input_size=m.input_size,
+                           device=m.device, taxonomy_weight=None if m.taxonomy_weight < 0 else m.taxonomy_weight,
+                           runtime=m.runtime, onnx_dir=str(settings.resolve_path(m.onnx_dir)), threads=m.threads)

@@ -1,0 +1,195 @@
+"""`manage.py evaluate street2shop | category | runs` and `manage.py sweep`: quality and index-setting measurements."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from indexer.cli_support import (
+    command_line,
+    default_catalog,
+    embedder_for_eval,
+    set_threads,
+    with_settings,
+)
+from indexer.settings import Settings
+
+
+@click.group("evaluate")
+def evaluate() -> None:
+    """Retrieval quality of the served model: recall@1/5/10/20 and mAP, stored in SQL."""
+
+
+def finish_evaluation(settings: Settings, report, as_json: bool, plot: str | None, store_run: bool) -> None:
+    import time
+
+    from indexer.evaluation.retrieval import format_report, write_plot
+    from indexer.evaluation.runs import record_evaluation
+    from indexer.wiring import open_store
+
+    plot_path = plot or str(settings.resolve_path("var/eval") / f"{report.kind}-{time.strftime('%Y%m%d-%H%M%S')}.png")
+    write_plot(report, plot_path)
+    if store_run:
+        record_evaluation(open_store(settings), report)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    format_report(report, click.echo)
+    click.echo(f"  plot: {report.plot}" + (f"  stored as evaluation run {report.run_id}" if report.run_id else ""))
+
+
+_EVAL_OPTIONS = [
+    click.option("--checkpoint", default=None,
+                 help="Evaluate another checkpoint of the configured backbone ('none' = no checkpoint)."),
+    click.option("--plot", default=None, type=click.Path(dir_okay=False),
+                 help="recall@k PNG (default var/eval/<kind>-<time>.png)."),
+    click.option("--json", "as_json", is_flag=True),
+    click.option("--no-store", is_flag=True, help="Do not store the run in SQL."),
+    click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads."),
+    click.option("--no-progress", is_flag=True),
+]
+
+
+def eval_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_EVAL_OPTIONS):
+        func = option(func)
+    return func
+
+
+@evaluate.command("street2shop")
+@click.option("--pairs", "pairs_csv", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--gallery", "gallery_csv", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--images-root", type=click.Path(file_okay=False), help="Relative paths root (default: each CSV's).")
+@click.option("--label-column", default="label", show_default=True, help="Column for the per-label breakdown.")
+@eval_options
+@with_settings
+def evaluate_street2shop_cmd(settings: Settings, pairs_csv: str, gallery_csv: str, images_root: str | None,
+                             label_column: str, checkpoint: str | None, plot: str | None, as_json: bool,
+                             no_store: bool, threads: int | None, no_progress: bool) -> None:
+    """Each query photo against the gallery; a hit is a gallery image of the query's item."""
+    from indexer.datasets.pairs import read_pair_set, read_pairs_manifest
+    from indexer.evaluation.retrieval import evaluate_street2shop
+    from indexer.vectors.faiss_index import SearchParams
+
+    set_threads(threads)
+    pair_set = read_pair_set(pairs_csv, gallery_csv, images_root, label_column)
+    manifest = read_pairs_manifest(pairs_csv)
+    synthetic = bool(manifest.get("synthetic"))
+    dataset = f"{'SYNTHETIC ' if synthetic else ''}street2shop pairs={pairs_csv} gallery={gallery_csv}"
+    report = evaluate_street2shop(
+        embedder_for_eval(settings, checkpoint), pair_set, settings.index.spec, settings.index.search_device,
+        SearchParams(settings.index.nprobe, settings.index.ef_search), batch_size=settings.model.batch_size,
+        workers=settings.pipeline.decode_workers, progress=not (no_progress or as_json), synthetic=synthetic,
+        dataset=dataset, max_pixels=settings.web.max_image_pixels)
+    finish_evaluation(settings, report, as_json, plot, not no_store)
+
+
+@evaluate.command("category")
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--label", "label_column", default="article_type", show_default=True)
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--splits", "splits_file", type=click.Path(dir_okay=False, exists=True),
+              help="id,split file; only products of --split are used.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--limit", default=None, type=click.IntRange(2), help="At most this many items (seeded sample).")
+@eval_options
+@with_settings
+def evaluate_category_cmd(settings: Settings, catalog: str | None, label_column: str, images_root: str | None,
+                          splits_file: str | None, split: str, limit: int | None, checkpoint: str | None,
+                          plot: str | None, as_json: bool, no_store: bool, threads: int | None,
+                          no_progress: bool) -> None:
+    """Leave-one-out: each item against all the others; a hit is an item with the same label."""
+    from indexer.evaluation.retrieval import catalog_items, evaluate_category
+    from indexer.vectors.faiss_index import SearchParams
+
+    set_threads(threads)
+    path, root = default_catalog(settings, catalog, images_root)
+    items, dataset = catalog_items(path, root, label_column, splits_file, split, limit)
+    report = evaluate_category(
+        embedder_for_eval(settings, checkpoint), items, label_column, settings.index.spec,
+        settings.index.search_device, SearchParams(settings.index.nprobe, settings.index.ef_search),
+        batch_size=settings.model.batch_size, workers=settings.pipeline.decode_workers,
+        progress=not (no_progress or as_json), dataset=dataset, max_pixels=settings.web.max_image_pixels)
+    finish_evaluation(settings, report, as_json, plot, not no_store)
+
+
+@evaluate.command("runs")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+@with_settings
+def evaluate_runs_cmd(settings: Settings, limit: int, as_json: bool) -> None:
+    """List stored evaluation runs, newest first."""
+    from indexer.evaluation.runs import list_evaluations
+    from indexer.wiring import open_store
+
+    runs = list_evaluations(open_store(settings), limit)
+    if as_json:
+        click.echo(json.dumps(runs, indent=2))
+        return
+    for r in runs:
+        m = r["metrics"]
+        click.echo(f"{r['id']:>5}  {r['created_at'][:19]}  {r['kind']:<12} {r['model_fingerprint'][:12]}  "
+                   f"recall@1 {m.get('recall@1', float('nan')):.4f}  recall@20 {m.get('recall@20', float('nan')):.4f}"
+                   f"  mAP {m.get('mAP', float('nan')):.4f}  n={m.get('n_queries')}  {r['dataset'][:60]}")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+@click.command("sweep")
+@click.option("--index-specs", default="", help="FAISS specs separated by ';' or spaces "
+              "(e.g. 'Flat;IVF256,Flat;HNSW32'). Default: Flat, IVF at 1/2/4 x sqrt(n) lists, HNSW32.")
+@click.option("--nprobe", "nprobes", default="1,2,4,8,16,32,64", show_default=True, help="IVF nprobe values.")
+@click.option("--ef-search", "ef_searches", default="16,32,64,128,256", show_default=True,
+              help="HNSW efSearch values.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000), help="recall@k vs exact.")
+@click.option("--queries", "n_queries", default=1000, show_default=True, type=click.IntRange(1),
+              help="Held-out catalog vectors used as queries (at most a tenth of the catalog).")
+@click.option("--budget-s", default=2.0, show_default=True, type=click.FloatRange(0.0),
+              help="Seconds of single-query timing per setting.")
+@click.option("--min-recall", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+              help="Recall the recommended setting must reach (the fastest such Pareto point).")
+@click.option("--apply", "apply_spec", default=None, help="'recommended' (the recommended setting: index.spec and "
+              "its nprobe/ef_search) or a SPEC (index.spec only): write it into the config file and rebuild the index "
+              "generation with it.")
+@click.option("--no-store", is_flag=True, help="Do not store the results in SQL.")
+@click.option("--benchmarks", is_flag=True, help="Write the table into BENCHMARKS.md (section 'sweep').")
+@click.option("--json", "as_json", is_flag=True)
+@with_settings
+def sweep_cmd(settings: Settings, index_specs: str, nprobes: str, ef_searches: str, k: int, n_queries: int,
+              budget_s: float, min_recall: float, apply_spec: str | None, no_store: bool, benchmarks: bool,
+              as_json: bool) -> None:
+    """Measure recall@k vs exact search, queries/s and memory of index settings on the current catalog embeddings."""
+    import re
+
+    from indexer.evaluation.sweep import apply_spec as apply_index_spec
+    from indexer.evaluation.sweep import record_sweep, resolve_apply, sweep_catalog, sweep_report
+    from indexer.wiring import open_store
+
+    specs = [s for s in re.split(r"[;\s]+", index_specs) if s]
+    problems: list[str] = []
+    points, manifest = sweep_catalog(settings, specs, _int_list(nprobes), _int_list(ef_searches), k, n_queries,
+                                     budget_s, problems)
+    sweep_id = None
+    if not no_store:
+        sweep_id = record_sweep(open_store(settings), points, manifest.fingerprint, manifest.name,
+                                {"command": command_line()})
+    applied = resolve_apply(points, apply_spec, settings, min_recall) if apply_spec else None
+    report = sweep_report(points, settings, min_recall, problems, sweep_id, manifest.name, applied)
+    if benchmarks:
+        from bench.report import update_section
+
+        update_section("sweep", "Index sweep on the catalog embeddings: recall vs queries/s (manage.py sweep)",
+                       report["markdown"])
+    click.echo(json.dumps(report["json"], indent=2) if as_json else report["markdown"])
+    if applied is not None:
+        gen, count = apply_index_spec(settings, applied)
+        click.echo(f"{applied.label} written to [index] of {settings.source}; generation {gen} built "
+                   f"({count} vectors)", err=as_json)

@@ -1,0 +1,5 @@
+"""Answering queries: the SearchService over the served vector-store generation (service) and the QueryEngine that
+localises garments in a photo and merges the evidence of its regions (query), plus `manage.py search` (cli).
+
+May import: engine/, indexer.catalog, indexer.store, indexer.vectors, indexer.settings.
+"""

@@ -1,0 +1,224 @@
+"""One shopper query end to end (after decoding): crop or localise, embed, search, merge.
+
+The web API and bench/latency.py call the same ``QueryEngine.search``, so the in-process time a bench
+measures is exactly the work a request does besides HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from engine.localize import (
+    WHOLE,
+    Detector,
+    FeatureProbe,
+    Region,
+    activation_map,
+    box_from_map,
+    box_iou,
+    drop_near_duplicates,
+    find_feature_layer,
+    grid_regions,
+    letterbox_content,
+    looks_like_product_shot,
+    merge_best_evidence,
+)
+from indexer.catalog.images import crop_box
+from indexer.search.service import Hit, SearchService
+
+LOCALIZE_MODES = ("auto", "crops", "off")
+# Detector boxes searched at most, best first.
+MAX_DETECTIONS = 4
+# Images in the warm-up's large batch (see QueryEngine.warm_up).
+WARM_UP_BATCH = 16
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """What a shopper asked for. ``crop`` is relative (x0, y0, x1, y1); it replaces localisation."""
+
+    k: int
+    offset: int = 0
+    filters: Mapping[str, Sequence[str]] | None = None
+    threshold: float | None = None
+    crop: tuple[float, float, float, float] | None = None
+    localize: str = "auto"
+
+
+@dataclass
+class RegionReport:
+    """A searched region, with its best score and how many of the returned hits it explains best."""
+
+    region: Region
+    best_score: float | None = None
+    hits: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"box": list(self.region.box), "source": self.region.source,
+                               "best_score": None if self.best_score is None else round(self.best_score, 6),
+                               "hits": self.hits}
+        if self.region.label:
+            out["label"] = self.region.label
+        if self.region.confidence is not None:
+            out["confidence"] = round(float(self.region.confidence), 6)
+        return out
+
+
+@dataclass
+class QueryResult:
+    hits: list[Hit]
+    region_of_hit: list[int]
+    regions: list[RegionReport]
+    localized: bool
+    has_more: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class QueryEngine:
+    """Searches a photo with optional street-photo localisation over a SearchService.
+
+    Thread-safe: forward passes run one at a time on a dedicated model thread (the Embedder runs one batch at a
+    time); decoding, cropping, preprocessing, vector search and SQL hydration run in the callers' threads.
+    """
+
+    def __init__(self, service: SearchService, detector: Detector | None = None, default_mode: str = "auto") -> None:
+        if default_mode not in LOCALIZE_MODES:
+            raise ValueError(f"web.localize must be one of {', '.join(LOCALIZE_MODES)}, got {default_mode!r}")
+        self.service = service
+        self.detector = detector
+        self.default_mode = default_mode
+        # Every forward pass runs on this one thread: one batch at a time (the Embedder's contract), and the
+        # model's per-thread state (allocator arenas, oneDNN scratchpads, caches) stays warm whichever server
+        # thread took the request. Measured: street-photo embedding ~25% slower when hopping between 8 threads.
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
+        self._probe: FeatureProbe | None | bool = False  # False: not looked for yet
+        self._direction: tuple[str, np.ndarray | None] | None = None
+
+    def warm_up(self) -> None:
+        """Find the feature layer and run the batch shapes a query uses once, so the first request is not slow.
+
+        One larger batch first: after glibc's malloc has freed a block that size it raises its mmap and trim
+        thresholds and keeps the activation memory of query-sized batches, instead of unmapping and
+        page-faulting it on every forward pass (measured: localised street-photo queries ~25% slower without).
+        """
+        blank = Image.new("RGB", (64, 64), (127, 127, 127))
+        probe = self._feature_probe()
+        self._embed([blank] * WARM_UP_BATCH)
+        self._embed([blank] * (1 + len(grid_regions())), probe)
+        self._embed([blank])
+
+    # ---- pieces --------------------------------------------------------------------------------------
+
+    def _feature_probe(self) -> FeatureProbe | None:
+        if self._probe is False:
+            emb = self.service.embedder
+            # Its dummy forward pass runs on the model thread too: never two passes through the module at once.
+            layer = self._model_thread.submit(find_feature_layer, emb.module, emb.input_size, emb.device).result()
+            self._probe = FeatureProbe(emb.module, layer) if layer else None
+        return self._probe  # type: ignore[return-value]
+
+    def _catalog_direction(self, channels: int) -> np.ndarray | None:
+        """Mean catalog embedding, when embeddings live in the feature map's channel space (no head)."""
+        gen, _ = self.service.served()
+        name = gen.manifest.name
+        if self._direction is None or self._direction[0] != name:
+            direction = None
+            if len(gen.vectors) and gen.vectors.shape[1] == channels:
+                mean = gen.vectors.mean(axis=0)
+                norm = float(np.linalg.norm(mean))
+                direction = (mean / norm).astype(np.float32) if norm > 0 else None
+            self._direction = (name, direction)
+        return self._direction[1]
+
+    def _embed(self, images: Sequence[Image.Image], probe: FeatureProbe | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(embeddings, the first image's feature map if probed); the feature map is read on the model thread,
+        before another query's forward pass can overwrite the probe."""
+        emb = self.service.embedder
+        batch = emb.preprocess_batch(list(images))  # PIL work runs in the caller's thread, in parallel
+
+        def forward() -> tuple[np.ndarray, np.ndarray | None]:
+            if probe is None:
+                return emb.embed_tensors(batch), None
+            with probe.capture():
+                vectors = emb.embed_tensors(batch)
+            return vectors, probe.features(0)
+
+        return self._model_thread.submit(forward).result()
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed photos, serialised with the searches' forward passes (the outfit service embeds through this)."""
+        return self._embed(images)[0]
+
+    def regions_for(self, image: Image.Image, options: QueryOptions) -> tuple[list[Region], bool]:
+        """The regions a query searches (before the activation crop), and whether it localises."""
+        if options.crop is not None:
+            return [Region(tuple(options.crop), "user")], False  # type: ignore[arg-type]
+        mode = options.localize or self.default_mode
+        if mode == "off" or (mode == "auto" and looks_like_product_shot(image)):
+            return [Region(WHOLE, "whole")], False
+        regions = [Region(WHOLE, "whole"), *grid_regions()]
+        if self.detector is not None:
+            for d in self.detector.detect(image)[:MAX_DETECTIONS]:
+                regions.append(Region(tuple(float(v) for v in d.box), "detector", d.label, float(d.score)))  # type: ignore[arg-type]
+        return drop_near_duplicates(regions), True
+
+    # ---- the query -----------------------------------------------------------------------------------
+
+    def search(self, image: Image.Image, options: QueryOptions) -> QueryResult:
+        """Top hits for a decoded RGB photo.
+
+        Raises:
+            ImageDecodeError: a crop box that is invalid or smaller than a pixel.
+            FilterError: an unknown filter column.
+            GenerationError: no index can be served.
+        """
+        t0 = time.perf_counter()
+        regions, localized = self.regions_for(image, options)
+        crops = [image if r.box == WHOLE else crop_box(image, r.box) for r in regions]
+        probe = self._feature_probe() if localized else None
+        vectors, features = self._embed(crops, probe)
+        if localized and probe is not None:
+            if features is not None:
+                amap = activation_map(features, self._catalog_direction(features.shape[0]))
+                box = box_from_map(amap, letterbox_content(*image.size))
+                extra = Region(box, "activation") if box else None
+                if extra and all(box_iou(extra.box, r.box) < 0.8 for r in regions):
+                    regions.append(extra)
+                    vectors = np.concatenate([vectors, self._embed([crop_box(image, extra.box)])[0]])
+        t1 = time.perf_counter()
+        fetch = options.offset + options.k + 1
+        per_region = self.service.search_vectors(vectors, fetch, options.filters, options.threshold)
+        t2 = time.perf_counter()
+        by_id = {h.id: h for hits in per_region for h in hits}
+        merged = merge_best_evidence([[(h.id, h.score) for h in hits] for hits in per_region])
+        page = merged[options.offset:options.offset + options.k]
+        reports = [RegionReport(r, hits[0].score if hits else None) for r, hits in zip(regions, per_region,
+                                                                                       strict=True)]
+        hits_out: list[Hit] = []
+        region_of_hit: list[int] = []
+        for item_id, score, region_index in page:
+            hit = by_id[item_id]
+            hits_out.append(Hit(hit.id, score, hit.item))
+            region_of_hit.append(region_index)
+            reports[region_index].hits += 1
+        timings = {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000,
+                   "total": (time.perf_counter() - t0) * 1000}
+        return QueryResult(hits_out, region_of_hit, reports, localized, len(merged) > options.offset + options.k,
+                           {k: round(v, 2) for k, v in timings.items()})
+
+    def similar_to_item(self, item_id: int, options: QueryOptions) -> tuple[list[Hit], bool] | None:
+        """Items most like a catalog item (itself excluded), paged; None when the item is unknown."""
+        hits = self.service.similar_to_item(item_id, options.offset + options.k + 1, options.filters,
+                                            options.threshold)
+        if hits is None:
+            return None
+        return hits[options.offset:options.offset + options.k], len(hits) > options.offset + options.k
+

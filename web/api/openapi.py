@@ -1,0 +1,257 @@
+"""The OpenAPI 3.1 document of the JSON API (served at /api/openapi.json).
+
+Schemas are JSON Schema 2020-12 (OpenAPI 3.1's dialect), so tests validate real responses against them
+with jsonschema. Keep this in step with web/api/routes.py: the tests fail when a response drifts from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from indexer.search.query import LOCALIZE_MODES
+from indexer.settings import OutfitSettings, WebSettings
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str | list[str], **extra: Any) -> dict[str, Any]:
+    kinds = [kind] if isinstance(kind, str) else kind
+    return {"type": [*kinds, "null"], **extra}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+ERRORS = {
+    "400": _error_response("Malformed request: bad image, parameter, filter or crop box; the message says which."),
+    "404": _error_response("No such item."),
+    "405": _error_response("Method not allowed."),
+    "413": _error_response("Request body over web.max_upload_mb."),
+    "500": _error_response("Unexpected server error (logged; no details leak)."),
+    "503": _error_response("No index generation can be served yet."),
+}
+
+
+def _schemas(web: WebSettings) -> dict[str, Any]:
+    box = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}, "minItems": 4, "maxItems": 4,
+           "description": "x0, y0, x1, y1 as fractions of the photo's width and height."}
+    item_props = {
+        "id": {"type": "integer", "description": "Lookalike's item id (use it in /api/items/{item_id})."},
+        "external_id": {"type": "string", "description": "The id in the merchant's catalog."},
+        "title": {"type": "string"},
+        "gender": _nullable("string"),
+        "master_category": _nullable("string"),
+        "sub_category": _nullable("string"),
+        "article_type": _nullable("string"),
+        "base_colour": _nullable("string"),
+        "usage": _nullable("string"),
+        "price": _nullable("number"),
+        "attributes": {"type": "object", "description": "Other catalog columns.",
+                       "additionalProperties": True},
+        "image_url": {"type": "string", "description": "The full picture."},
+        "thumb_url": {"type": "string", "description": f"A JPEG at most {web.thumb_size}px on its longer side."},
+        "item_url": {"type": "string", "description": "The item's HTML page."},
+    }
+    item_required = list(item_props)
+    query_props = {
+        "k": {"type": "integer", "minimum": 1, "maximum": web.max_k},
+        "offset": {"type": "integer", "minimum": 0},
+        "filters": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        "threshold": _nullable("number"),
+        "crop": {"oneOf": [box, {"type": "null"}]},
+    }
+    return {
+        "Error": {
+            "type": "object", "required": ["error"], "additionalProperties": False,
+            "properties": {"error": {
+                "type": "object", "required": ["status", "code", "message"], "additionalProperties": False,
+                "properties": {"status": {"type": "integer", "minimum": 400, "maximum": 599},
+                               "code": {"type": "string", "examples": ["bad_request", "not_found"]},
+                               "message": {"type": "string", "minLength": 1,
+                                           "description": "What went wrong, written for a person."}}}},
+        },
+        "Item": {"type": "object", "required": item_required, "additionalProperties": False,
+                 "properties": item_props},
+        "Hit": {"type": "object", "required": [*item_required, "score"], "additionalProperties": False,
+                "properties": {**item_props,
+                               "score": {"type": "number", "description": "Cosine similarity (higher is closer)."},
+                               "region": {"type": "integer", "minimum": 0,
+                                          "description": "Index into `regions`: the part of the photo that "
+                                                         "matched this item best."}}},
+        "Region": {"type": "object", "required": ["box", "source", "best_score", "hits"],
+                   "additionalProperties": False,
+                   "properties": {"box": box,
+                                  "source": {"enum": ["whole", "user", "grid", "centre", "activation", "saliency",
+                                                      "detector"]},
+                                  "best_score": _nullable("number"),
+                                  "hits": {"type": "integer", "minimum": 0,
+                                           "description": "Returned results this region explains best."},
+                                  "label": {"type": "string"}, "confidence": {"type": "number"}}},
+        "SearchResponse": {
+            "type": "object", "additionalProperties": False,
+            "required": ["query", "regions", "results", "has_more", "generation", "timing_ms"],
+            "properties": {
+                "query": {"type": "object", "additionalProperties": False,
+                          "required": [*query_props, "width", "height", "localized"],
+                          "properties": {**query_props, "width": {"type": "integer", "minimum": 1},
+                                         "height": {"type": "integer", "minimum": 1},
+                                         "localized": {"type": "boolean",
+                                                       "description": "True when crops of the photo were searched "
+                                                                      "besides the whole photo."}}},
+                "regions": {"type": "array", "items": _ref("Region"), "minItems": 1},
+                "results": {"type": "array", "items": _ref("Hit")},
+                "has_more": {"type": "boolean", "description": "More results exist past offset + k."},
+                "generation": {"type": "string", "description": "The index generation that answered."},
+                "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+            },
+        },
+        "SimilarResponse": {
+            "type": "object", "additionalProperties": False,
+            "required": ["item", "query", "results", "has_more", "generation"],
+            "properties": {"item": _ref("Item"),
+                           "query": {"type": "object", "additionalProperties": False, "required": list(query_props),
+                                     "properties": query_props},
+                           "results": {"type": "array", "items": _ref("Hit")},
+                           "has_more": {"type": "boolean"}, "generation": {"type": "string"}},
+        },
+        "Filters": {
+            "type": "object", "required": ["columns", "values"], "additionalProperties": False,
+            "properties": {"columns": {"type": "array", "items": {"type": "string"}},
+                           "values": {"type": "object",
+                                      "additionalProperties": {"type": "array", "items": {"type": "string"}}}},
+        },
+        "Health": {
+            "type": "object", "required": ["ok"],
+            "properties": {"ok": {"type": "boolean"}, "generation": {"type": "string"},
+                           "count": {"type": "integer"}, "spec": {"type": "string"},
+                           "backend": {"type": "string"}, "fingerprint": {"type": "string"},
+                           "dim": {"type": "integer"}, "warning": {"type": "string"},
+                           "probe_ms": {"type": "number"}, "error": {"type": "string"}},
+        },
+    }
+
+
+def _search_params_doc(web: WebSettings) -> dict[str, Any]:
+    return {
+        "k": {"type": "integer", "minimum": 1, "maximum": web.max_k, "default": web.default_k,
+              "description": "How many results."},
+        "offset": {"type": "integer", "minimum": 0, "default": 0,
+                   "description": f"Skip this many results (load more); offset + k <= {web.max_results}."},
+        "threshold": {"type": "number", "minimum": -1, "maximum": 1,
+                      "description": "Only results with at least this cosine similarity."},
+        "crop": {"type": "string", "examples": ["0.2,0.3,0.7,0.9"],
+                 "description": "Search only this box of the photo: x0,y0,x1,y1 as fractions (JSON: also a list)."},
+        "filters": {"type": "string", "examples": ['{"gender": ["Men"], "base_colour": ["Blue", "Navy Blue"]}'],
+                    "description": "JSON object column -> value or list of values; values of a column are OR-ed, "
+                                   "columns AND-ed. Applied inside the vector search, so k results come back when "
+                                   "k matching items exist. Columns: the taxonomy columns and any catalog attribute "
+                                   "(GET /api/filters)."},
+        "filter": {"type": "array", "items": {"type": "string"}, "examples": [["gender:Men"]],
+                   "description": "Alternative to filters for HTML forms: repeated column:value."},
+        "localize": {"enum": list(LOCALIZE_MODES), "default": web.localize,
+                     "description": "Street-photo localisation: auto searches crops too unless the photo is a "
+                                    "product shot on a plain background; crops always; off never. Ignored with crop."},
+    }
+
+
+def openapi_document(web: WebSettings, outfit: OutfitSettings | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for these settings' limits (with the outfit endpoints, web/outfits/openapi.py)."""
+    doc = _base_document(web)
+    from web.outfits.openapi import outfit_paths, outfit_schemas
+
+    doc["paths"].update(outfit_paths(web, outfit or OutfitSettings(), ERRORS, _search_params_doc(web)))
+    doc["components"]["schemas"].update(outfit_schemas(doc["components"]["schemas"]))
+    from web.analytics.openapi import analytics_paths, analytics_schemas
+
+    doc["paths"].update(analytics_paths(ERRORS))
+    doc["components"]["schemas"].update(analytics_schemas())
+    doc["components"]["securitySchemes"] = {"analyticsToken": {
+        "type": "http", "scheme": "bearer",
+        "description": "web.analytics_token; only needed when the server is not bound to 127.0.0.1."}}
+    return doc
+
+
+def _base_document(web: WebSettings) -> dict[str, Any]:
+    params = _search_params_doc(web)
+    json_body = {k: v for k, v in params.items() if k != "filter"}
+    json_body["filters"] = {"type": "object", "additionalProperties": {
+        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "description": params["filters"]["description"]}
+    json_body["crop"] = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "number"}, "minItems": 4,
+                                                        "maxItems": 4}], "description": params["crop"]["description"]}
+    query_params = [
+        {"name": "k", "in": "query", "schema": params["k"]},
+        {"name": "offset", "in": "query", "schema": params["offset"]},
+        {"name": "threshold", "in": "query", "schema": params["threshold"]},
+        {"name": "filter", "in": "query", "schema": params["filter"], "style": "form", "explode": True,
+         "description": params["filter"]["description"]},
+        {"name": "filters", "in": "query", "schema": params["filters"],
+         "description": params["filters"]["description"]},
+    ]
+    item_id = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Lookalike API", "version": "1",
+                 "description": "Visual similarity search over a fashion catalog. Send a photo, get the catalog items "
+                                "that look like it. The server never fetches URLs: send image bytes. Every error "
+                                "is an Error envelope with a message written for a person."},
+        "servers": [{"url": "/"}],
+        "paths": {
+            "/api/search": {"post": {
+                "operationId": "search",
+                "summary": "Search by photo",
+                "description": f"Body at most {web.max_upload_mb} MB (else 413). Images: JPEG, PNG, WebP, GIF "
+                               f"(first frame), at most {web.max_image_pixels:,} pixels.",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["image"],
+                        "properties": {"image": {"type": "string", "contentMediaType": "application/octet-stream",
+                                                 "description": "The photo file."}, **params}},
+                        "encoding": {"image": {"contentType": "image/jpeg, image/png, image/webp, image/gif"}}},
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["image"], "additionalProperties": False,
+                        "properties": {"image": {"type": "string", "contentEncoding": "base64",
+                                                 "description": "The photo's bytes, base64 (a data: URL is fine)."},
+                                       **json_body}}},
+                }},
+                "responses": {"200": {"description": "Results, best first.",
+                                      "content": {"application/json": {"schema": _ref("SearchResponse")}}},
+                              **{c: ERRORS[c] for c in ("400", "405", "413", "500", "503")}},
+            }},
+            "/api/items/{item_id}": {"get": {
+                "operationId": "getItem", "summary": "One catalog item", "parameters": [item_id],
+                "responses": {"200": {"description": "The item.",
+                                      "content": {"application/json": {"schema": _ref("Item")}}},
+                              **{c: ERRORS[c] for c in ("404", "405", "500")}},
+            }},
+            "/api/items/{item_id}/similar": {"get": {
+                "operationId": "similarItems", "summary": "More like this: items similar to an item",
+                "parameters": [item_id, *query_params],
+                "responses": {"200": {"description": "Similar items, best first (the item itself excluded).",
+                                      "content": {"application/json": {"schema": _ref("SimilarResponse")}}},
+                              **{c: ERRORS[c] for c in ("400", "404", "405", "500", "503")}},
+            }},
+            "/api/filters": {"get": {
+                "operationId": "filters", "summary": "Filterable columns and their values",
+                "responses": {"200": {"description": "Columns and taxonomy values.",
+                                      "content": {"application/json": {"schema": _ref("Filters")}}},
+                              "500": ERRORS["500"]},
+            }},
+            "/api/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1 document.",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}},
+            }},
+            "/healthz": {"get": {
+                "operationId": "health", "summary": "Can a search be answered? (a probe search, cached a few seconds)",
+                "responses": {"200": {"description": "Serving.", "content": {"application/json": {
+                    "schema": _ref("Health")}}},
+                              "503": {"description": "A search cannot be answered now; `error` says why.", "content": {
+                                  "application/json": {"schema": _ref("Health")}}}},
+            }},
+        },
+        "components": {"schemas": _schemas(web)},
+    }
