@@ -8,6 +8,7 @@ Errors are printed as one line starting with "error:" and exit with status 2 (1 
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 
@@ -48,19 +49,20 @@ cli = LookalikeGroup(create_app=_create_app, add_default_commands=False,
 
 
 def _in_app_context(command: click.Command) -> click.Command:
-    """Run the command (every command of a group) inside the Flask app context, as Flask's own groups do."""
+    """A copy of the command (of every command of a group) that runs inside the Flask app context, as Flask's own
+    groups do. A copy: the domain's command objects stay as they are for anyone who invokes them directly."""
+    wrapped = copy.copy(command)
     if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            _in_app_context(sub)
+        wrapped.commands = {name: _in_app_context(sub) for name, sub in command.commands.items()}
     else:
-        command.callback = with_appcontext(command.callback)
-    return command
+        wrapped.callback = with_appcontext(command.callback)
+    return wrapped
 
 
-evaluate.add_command(evaluate_outfits_cmd)
 for _command in (db, index_cmd, remove_cmd, check_cmd, search_cmd, make_pairs, make_splits_cmd, evaluate, outfit_cmd,
                  make_outfits_cmd, train_outfits_cmd, sweep_cmd):
     cli.add_command(_in_app_context(_command))
+cli.commands["evaluate"].add_command(_in_app_context(evaluate_outfits_cmd))
 # The training commands need no web app (nor faiss): they run on bare GPU boxes; nor does fetch-data.
 for _command in (train_cmd, train_classifier_cmd, fetch_data_cmd):
     cli.add_command(_command)
