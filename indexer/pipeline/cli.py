@@ -7,9 +7,7 @@ import sys
 
 import click
 
-from indexer.cli_support import (
-    with_settings,
-)
+from indexer.cli_support import with_settings
 from indexer.settings import DefaultCatalog, Settings
 
 
