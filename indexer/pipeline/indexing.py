@@ -176,16 +176,20 @@ class IndexingPipeline:
             else:
                 report.reembedded += 1
 
+    def _start_run(self, source: CatalogSource) -> None:
+        """What every run does first, under the writer lock: drop unreferenced generations, and record the catalog's
+        image folder before any item, so every stored image path lies under a recorded root (served by the web app)."""
+        prune_generations(self.index_dir)
+        image_folder = source.path if source.is_folder else source.images_root  # a folder holds its images
+        self.store.record_catalog_source(str(source.path), str(image_folder))
+
     def run(self, source: CatalogSource, rebuild: bool = False) -> IndexReport:
         """Index a catalog, then publish a new generation if SQL changed (or rebuild was asked)."""
         report = IndexReport()
         t0 = time.perf_counter()
         lock = writer_lock(self.index_dir)
         try:
-            prune_generations(self.index_dir)
-            # Before any item: every stored image path then lies under a recorded root (served by the web app).
-            image_folder = source.path if source.is_folder else source.images_root  # a folder holds its images
-            self.store.record_catalog_source(str(source.path), str(image_folder))
+            self._start_run(source)
             total = count_rows(source)
             bar = tqdm(total=total, unit="item", desc="indexing", disable=not self.progress, smoothing=0.05,
                        dynamic_ncols=True)

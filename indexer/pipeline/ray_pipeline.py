@@ -37,7 +37,6 @@ from indexer.extras import require_module
 from indexer.pipeline.crash_safety import writer_lock
 from indexer.pipeline.indexing import IndexingPipeline, WorkItem, read_work
 from indexer.pipeline.plan import IndexReport, classify, embedded_sha, note_unchanged
-from indexer.vectors.generations import prune_generations
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = (REPO / "engine", REPO / "indexer")
@@ -225,9 +224,7 @@ class RayIndexingPipeline(IndexingPipeline):
         t0 = time.perf_counter()
         lock = writer_lock(self.index_dir)
         try:
-            prune_generations(self.index_dir)
-            image_folder = source.path if source.is_folder else source.images_root  # a folder holds its images
-            self.store.record_catalog_source(str(source.path), str(image_folder))
+            self._start_run(source)
             owns = connect_ray(self.ray_options)
             bar = tqdm(total=count_rows(source), unit="item", desc="indexing (ray)", disable=not self.progress,
                        smoothing=0.05, dynamic_ncols=True)
