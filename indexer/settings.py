@@ -113,6 +113,7 @@ class WebSettings:
     port: int = 5000
     max_upload_mb: int = 16
     max_image_pixels: int = 40_000_000
+    decode_min_side: int = 512
     default_k: int = 24
     max_k: int = 200
     max_results: int = 1000

@@ -119,9 +119,9 @@ def embed_files(embedder, items: Sequence[tuple[Path, tuple[float, float, float,
             tensors = [(i, t) for i, t in results if not isinstance(t, str)]
             problems += [t for _, t in results if isinstance(t, str)]
             if tensors:
-                import torch
+                from engine.models.preprocess import stack_tensors
 
-                vectors.append(embedder.embed_tensors(torch.stack([t for _, t in tensors])))
+                vectors.append(embedder.embed_tensors(stack_tensors([t for _, t in tensors])))
                 kept += [i for i, _ in tensors]
             bar.update(len(results))
     bar.close()

@@ -39,7 +39,8 @@ def outfit_cmd(settings: Settings, image_or_id: str, per_slot: int | None, filte
         box = tuple(float(v) for v in crop.split(",")) if crop else None
         if box is not None and len(box) != 4:
             raise ValueError(f"--crop must be four numbers x0,y0,x1,y1, got {crop!r}")
-        image = decode_image(Path(image_or_id).read_bytes(), settings.web.max_image_pixels)
+        image = decode_image(Path(image_or_id).read_bytes(), settings.web.max_image_pixels,
+                             settings.web.decode_min_side)
     else:
         item = store.get_item_by_external_id(image_or_id)
         if item is None:

@@ -119,7 +119,7 @@ class IndexingPipeline:
 
     def _producer(self, source: CatalogSource, report: IndexReport, bar: tqdm, out: queue.Queue,
                   stop: threading.Event) -> None:
-        import torch
+        from engine.models.preprocess import stack_tensors
 
         try:
             with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
@@ -136,7 +136,7 @@ class IndexingPipeline:
                             good.append(work)
                             tensors.append(tensor)
                     if good:
-                        out.put(_Batch(good, torch.stack(tensors)))
+                        out.put(_Batch(good, stack_tensors(tensors)))
 
                 for work in self._plan(source, report, bar):
                     if stop.is_set():

@@ -149,10 +149,10 @@ def embed_batch(embedder, batch: dict[str, np.ndarray], max_pixels: int, pool: T
     rows = [i for i, (_, tensor, _) in enumerate(loaded) if tensor is not None]
     forward = np.zeros(n, np.float64)
     if rows:
-        import torch
+        from engine.models.preprocess import stack_tensors
 
         t0 = time.perf_counter()
-        vectors[rows] = embedder.embed_tensors(torch.stack([loaded[i][1] for i in rows]))
+        vectors[rows] = embedder.embed_tensors(stack_tensors([loaded[i][1] for i in rows]))
         embedded[rows] = True
         forward[0] = time.perf_counter() - t0
     return {"key": keys, "sha": np.asarray([s for s, _, _ in loaded], dtype=object), "embedded": embedded,

@@ -29,7 +29,7 @@ def search_cmd(settings: Settings, image: str, k: int, filters: tuple[str, ...],
     from indexer.wiring import create_search_service, open_store
 
     data = Path(image).read_bytes()
-    img = decode_image(data, settings.web.max_image_pixels)
+    img = decode_image(data, settings.web.max_image_pixels, settings.web.decode_min_side)
     service = create_search_service(settings, open_store(settings), create_embedder_from_settings(settings))
     hits = service.search_image(img, k, parse_filters(filters) or None, threshold)
     if as_json:

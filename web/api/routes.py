@@ -48,14 +48,15 @@ def search():
     t0 = time.perf_counter()
     parsed = parse_search_request(request, web)
     try:
-        image = decode_image(parsed.image, web.max_image_pixels)
+        image = decode_image(parsed.image, web.max_image_pixels, web.decode_min_side)
     except ImageDecodeError as exc:
         raise ApiError(400, f"could not read the photo: {exc}") from None
     t1 = time.perf_counter()
     result = _run(rt.query.search, image, parsed.options)
     gen = _run(rt.search.served)[0].manifest.name
+    width, height = image.info.get("original_size", image.size)  # the uploaded size, before reduced decoding
     body = {
-        "query": {**_query_json(parsed.options), "width": image.width, "height": image.height,
+        "query": {**_query_json(parsed.options), "width": width, "height": height,
                   "localized": result.localized},
         "regions": [r.as_dict() for r in result.regions],
         "results": [hit_json(h, r) for h, r in zip(result.hits, result.region_of_hit, strict=True)],

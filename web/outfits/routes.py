@@ -173,7 +173,7 @@ def photo_outfit():
     if slot is not None and not isinstance(slot, str):
         raise ApiError(400, "slot must be a slot name such as footwear")
     try:
-        image = decode_image(data, rt.settings.web.max_image_pixels)
+        image = decode_image(data, rt.settings.web.max_image_pixels, rt.settings.web.decode_min_side)
     except ImageDecodeError as exc:
         raise ApiError(400, f"could not read the photo: {exc}") from None
     service = _run(outfit_service, current_app)

@@ -102,7 +102,7 @@ def search_form():
         threshold = parse_threshold(request.form.get("threshold"))
         if upload is None or not upload.filename:
             raise ApiError(400, "choose a photo first")
-        image = decode_image(upload.read(), web.max_image_pixels)
+        image = decode_image(upload.read(), web.max_image_pixels, web.decode_min_side)
         result = rt.query.search(image, QueryOptions(k=web.default_k, filters=filters, threshold=threshold))
         hits = [hit_json(h, r) for h, r in zip(result.hits, result.region_of_hit, strict=True)]
         preview = _data_url_preview(image)
