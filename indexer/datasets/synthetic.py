@@ -181,7 +181,8 @@ def _wood(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return a + (b - a) * t
 
 
-def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
+def background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
+    """A w x h scene background: flat colour, gradient, value noise, stripes or wood grain."""
     kind = rng.choice(["flat", "gradient", "noise", "stripes", "wood"], p=[0.1, 0.25, 0.25, 0.2, 0.2])
     if kind == "flat":
         arr = np.empty((h, w, 3), np.float32)
@@ -191,7 +192,8 @@ def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
-def _draw_clutter(rng: np.random.Generator, scene: Image.Image, n: int) -> None:
+def draw_clutter(rng: np.random.Generator, scene: Image.Image, n: int) -> None:
+    """Draw n random shapes (boxes, ellipses, lines) onto the scene in place."""
     draw = ImageDraw.Draw(scene)
     w, h = scene.size
     for _ in range(n):
@@ -221,7 +223,7 @@ def _perspective_coeffs(src: Sequence[tuple[float, float]], dst: Sequence[tuple[
     return np.linalg.solve(a, b).tolist()
 
 
-def _warp_product(rng: np.random.Generator, rgb: Image.Image, mask: Image.Image, fit: tuple[float, float],
+def warp_product(rng: np.random.Generator, rgb: Image.Image, mask: Image.Image, fit: tuple[float, float],
                   cfg: SyntheticConfig) -> tuple[Image.Image, Image.Image]:
     """Crop to the product, scale it to fit a ``fit`` = (width, height) box, maybe mirror, perspective-warp and
     rotate; returns the warped RGB picture and its mask, cropped to the product."""
@@ -260,14 +262,15 @@ def _warp_product(rng: np.random.Generator, rgb: Image.Image, mask: Image.Image,
 
 def _paste_garment(rng: np.random.Generator, scene: Image.Image, garment: Image.Image, extent: float,
                    center: tuple[float, float], cfg: SyntheticConfig) -> tuple[int, int, int, int]:
-    rgb, mask = _warp_product(rng, garment.convert("RGB"), product_mask(garment), (max(8.0, extent),) * 2, cfg)
+    rgb, mask = warp_product(rng, garment.convert("RGB"), product_mask(garment), (max(8.0, extent),) * 2, cfg)
     x = round(center[0] - rgb.size[0] / 2)
     y = round(center[1] - rgb.size[1] / 2)
     scene.paste(rgb, (x, y), mask)
     return x, y, x + rgb.size[0], y + rgb.size[1]
 
 
-def _relight(rng: np.random.Generator, img: Image.Image, cfg: SyntheticConfig) -> Image.Image:
+def relight(rng: np.random.Generator, img: Image.Image, cfg: SyntheticConfig) -> Image.Image:
+    """Other light: brightness, contrast, saturation, white balance, maybe a shadow, gamma."""
     lo, hi = 1.0 - cfg.max_light, 1.0 + cfg.max_light
     img = ImageEnhance.Brightness(img).enhance(rng.uniform(lo, hi))
     img = ImageEnhance.Contrast(img).enhance(rng.uniform(lo, hi))
@@ -284,7 +287,8 @@ def _relight(rng: np.random.Generator, img: Image.Image, cfg: SyntheticConfig) -
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
-def _degrade(rng: np.random.Generator, img: Image.Image, cfg: SyntheticConfig) -> Image.Image:
+def degrade(rng: np.random.Generator, img: Image.Image, cfg: SyntheticConfig) -> Image.Image:
+    """A worse camera: maybe blur, noise, low resolution; always JPEG re-compression."""
     if rng.random() < cfg.p_blur:
         img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, cfg.max_blur))))
     if cfg.max_noise > 0:
@@ -322,9 +326,9 @@ def synthesize_street_photo(product: Image.Image, rng: np.random.Generator,
         (max(16, round(cfg.size * aspect)), cfg.size)
     # Work on a canvas a bit larger than the frame so that the final crop can zoom and cut.
     W, H = round(out_w * 1.25), round(out_h * 1.25)
-    scene = _background(rng, W, H)
+    scene = background(rng, W, H)
     if rng.random() < cfg.p_clutter:
-        _draw_clutter(rng, scene, int(rng.integers(2, 9)))
+        draw_clutter(rng, scene, int(rng.integers(2, 9)))
     if distractors and rng.random() < cfg.p_other_garments:
         for _ in range(int(rng.integers(1, 3))):
             other = distractors[int(rng.integers(len(distractors)))]
@@ -336,7 +340,7 @@ def synthesize_street_photo(product: Image.Image, rng: np.random.Generator,
         scene = scene.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.0))))  # shallow depth of field
 
     extent = rng.uniform(cfg.min_product_height, cfg.max_product_height)
-    rgb, mask = _warp_product(rng, product.convert("RGB"), product_mask(product),
+    rgb, mask = warp_product(rng, product.convert("RGB"), product_mask(product),
                               (max(8.0, out_w * extent), max(8.0, out_h * extent)), cfg)
     pw, ph = rgb.size
     cx = W / 2 + rng.uniform(-0.2, 0.2) * out_w
@@ -366,8 +370,8 @@ def synthesize_street_photo(product: Image.Image, rng: np.random.Generator,
             scene.paste(colour, (0, 0), occ.filter(ImageFilter.GaussianBlur(1)))
 
     scene = _crop_around(rng, scene, prod_box, out_w, out_h, cfg)
-    scene = _relight(rng, scene, cfg)
-    return _degrade(rng, scene, cfg)
+    scene = relight(rng, scene, cfg)
+    return degrade(rng, scene, cfg)
 
 
 def _crop_around(rng: np.random.Generator, scene: Image.Image, box: tuple[int, int, int, int], out_w: int,
