@@ -12,6 +12,7 @@ from indexer.cli_support import (
     command_line,
     default_catalog,
     embedder_for_eval,
+    fail,
     set_threads,
     with_settings,
 )
@@ -64,11 +65,13 @@ def eval_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--gallery", "gallery_csv", required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--images-root", type=click.Path(file_okay=False), help="Relative paths root (default: each CSV's).")
 @click.option("--label-column", default="label", show_default=True, help="Column for the per-label breakdown.")
+@click.option("--served", is_flag=True, help="Run every query through the API's QueryEngine (localisation "
+              "included) over the gallery indexed by the real pipeline; rows for whole photo / crops / auto.")
 @eval_options
 @with_settings
 def evaluate_street2shop_cmd(settings: Settings, pairs_csv: str, gallery_csv: str, images_root: str | None,
-                             label_column: str, checkpoint: str | None, plot: str | None, as_json: bool,
-                             no_store: bool, threads: int | None, no_progress: bool) -> None:
+                             label_column: str, served: bool, checkpoint: str | None, plot: str | None,
+                             as_json: bool, no_store: bool, threads: int | None, no_progress: bool) -> None:
     """Each query photo against the gallery; a hit is a gallery image of the query's item."""
     from indexer.datasets.pairs import read_pair_set, read_pairs_manifest
     from indexer.evaluation.retrieval import evaluate_street2shop
@@ -79,6 +82,19 @@ def evaluate_street2shop_cmd(settings: Settings, pairs_csv: str, gallery_csv: st
     manifest = read_pairs_manifest(pairs_csv)
     synthetic = bool(manifest.get("synthetic"))
     dataset = f"{'SYNTHETIC ' if synthetic else ''}street2shop pairs={pairs_csv} gallery={gallery_csv}"
+    if served:
+        from engine.localize import load_detector
+        from indexer.evaluation.served import evaluate_served
+
+        try:
+            report = evaluate_served(settings, embedder_for_eval(settings, checkpoint), pair_set,
+                                     progress=not (no_progress or as_json), synthetic=synthetic,
+                                     dataset=f"{dataset} served", detector=load_detector(settings.web.detector),
+                                     echo=None if as_json else click.echo)
+        except ValueError as exc:
+            fail(str(exc))
+        finish_evaluation(settings, report, as_json, plot, not no_store)
+        return
     report = evaluate_street2shop(
         embedder_for_eval(settings, checkpoint), pair_set, settings.index.spec, settings.index.search_device,
         SearchParams(settings.index.nprobe, settings.index.ef_search), batch_size=settings.model.batch_size,

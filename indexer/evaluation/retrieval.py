@@ -160,7 +160,7 @@ def _ranked(searcher: VectorSearcher, queries: np.ndarray, depth: int, exclude: 
 
 # ---- street to shop ----------------------------------------------------------------------------------------------
 
-def _dataset_digest(kind: str, rows: Sequence[str], shas: Sequence[str]) -> str:
+def dataset_digest(kind: str, rows: Sequence[str], shas: Sequence[str]) -> str:
     h = hashlib.sha256(kind.encode())
     for row, sha in zip(rows, shas, strict=True):
         h.update(f"\n{row}|{sha}".encode())
@@ -240,8 +240,8 @@ def evaluate_street2shop(embedder, pair_set: PairSet, spec: str = "auto", search
     return EvaluationReport(
         kind="street2shop", metrics=summarize(stats, ks), per_label=per_label, label_curves=curves,
         curve=recall_curve(stats, max(ks)), n_gallery=len(g_vec), depth=depth, index_spec=resolved,
-        search_backend=searcher.backend, model=_model_summary(embedder), dataset=dataset or pair_set.source,
-        dataset_sha256=_dataset_digest("street2shop", rows, q_sha + g_sha), synthetic=synthetic,
+        search_backend=searcher.backend, model=model_summary(embedder), dataset=dataset or pair_set.source,
+        dataset_sha256=dataset_digest("street2shop", rows, q_sha + g_sha), synthetic=synthetic,
         label_column="label", seconds=time.perf_counter() - t0, problems=problems,
         extra={"n_items": len(item_rows)}, failures=failures)
 
@@ -334,15 +334,15 @@ def evaluate_category(embedder, items: Sequence[LabelledImage], label_column: st
     return EvaluationReport(
         kind="category", metrics=summarize(stats, ks), per_label=per_label, label_curves=curves,
         curve=recall_curve(stats, max(ks)), n_gallery=len(vec), depth=depth, index_spec=resolved,
-        search_backend=searcher.backend, model=_model_summary(embedder), dataset=dataset,
-        dataset_sha256=_dataset_digest(f"category:{label_column}", digest_rows, shas), synthetic=False,
+        search_backend=searcher.backend, model=model_summary(embedder), dataset=dataset,
+        dataset_sha256=dataset_digest(f"category:{label_column}", digest_rows, shas), synthetic=False,
         label_column=label_column, seconds=time.perf_counter() - t0, problems=problems,
         extra={"n_labels": len(counts), "n_singletons": int((n_rel_all == 0).sum())}, failures=failures)
 
 
 # ---- storing and plotting ----------------------------------------------------------------------------------------
 
-def _model_summary(embedder) -> dict[str, Any]:
+def model_summary(embedder) -> dict[str, Any]:
     d = embedder.describe()
     return {k: d[k] for k in ("name", "weights", "checkpoint", "input_size", "dim", "fingerprint")}
 
