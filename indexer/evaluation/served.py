@@ -108,8 +108,8 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
                     rank = next((r for r, item in enumerate(found) if item == pair.item_id), None)
                     ranks[mode].append(rank)
                     sources = [result.regions[r].region.source for r in result.region_of_hit]
-                    if rank is not None and rank > 0 and sources and sources[0] not in ("whole", "user", "detector"):
-                        background_wins[mode] += 1  # a crop's result outranked the right item
+                    if rank != 0 and sources and sources[0] not in ("whole", "user", "detector"):
+                        background_wins[mode] += 1  # a crop's wrong result came first
             bar.close()
         finally:
             store.close()
