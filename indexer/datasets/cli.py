@@ -28,19 +28,22 @@ def make_pairs() -> None:
 @click.option("--views", default=1, show_default=True, type=click.IntRange(1, 100), help="Photos per product.")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--size", default=128, show_default=True, type=click.IntRange(32, 2048), help="Photo size in px.")
+@click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "hard"]),
+              help="hard: the garment 20-55% of a cluttered frame, rotated, cut off, occluded, damaged (issue 16).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="At most this many products (seeded sample).")
 @click.option("--label-column", default="article_type", show_default=True)
 @click.option("--no-progress", is_flag=True)
 @with_settings
 def make_pairs_synthetic(settings: Settings, out_dir: str, catalog: str | None, images_root: str | None,
-                         splits_file: str | None, split: str, views: int, seed: int, size: int, limit: int | None,
-                         label_column: str, no_progress: bool) -> None:
+                         splits_file: str | None, split: str, views: int, seed: int, size: int, preset: str,
+                         limit: int | None, label_column: str, no_progress: bool) -> None:
     """SYNTHETIC street photos of catalog products (composited, warped, occluded, re-lit, degraded)."""
     from indexer.datasets.make_pairs import make_synthetic_pairs
-    from indexer.datasets.synthetic import SyntheticConfig
+    from indexer.datasets.synthetic import SyntheticConfig, hard_street_config
 
     path, root = default_catalog(settings, catalog, images_root)
-    make_synthetic_pairs(path, out_dir, root, splits_file, split, views, seed, SyntheticConfig(size=size), limit,
+    cfg = hard_street_config(size) if preset == "hard" else SyntheticConfig(size=size)
+    make_synthetic_pairs(path, out_dir, root, splits_file, split, views, seed, cfg, limit,
                          label_column, progress=not no_progress, echo=click.echo)
 
 

@@ -83,6 +83,16 @@ class SyntheticConfig:
         return {**asdict(self), "version": SYNTHETIC_VERSION}
 
 
+def hard_street_config(size: int = 320) -> SyntheticConfig:
+    """The hard street set of issue 16: the garment 20-55% of a cluttered frame, rotated or sheared, partly out of
+    the frame, partly covered by another product, under a colour cast or low light, blurred, JPEG 25-70."""
+    return SyntheticConfig(size=size, min_product_height=0.2, max_product_height=0.55, max_rotation_deg=25.0,
+                           max_perspective=0.15, p_other_garments=0.9, max_other_garment=0.5, p_clutter=0.9,
+                           p_occlusion=0.6, max_occlusion=0.35, min_visible=0.65, p_blur=0.5, max_blur=1.6,
+                           max_noise=8.0, p_low_res=0.3, min_low_res=0.5, min_jpeg_quality=25, max_jpeg_quality=70,
+                           max_colour_shift=0.15, max_light=0.35, p_shadow=0.5)
+
+
 def view_rng(seed: int, product_id: str, view: int) -> np.random.Generator:
     """The Generator for one view: depends only on (seed, product id, view number)."""
     digest = hashlib.sha256(f"{seed}|{product_id}|{view}".encode()).digest()

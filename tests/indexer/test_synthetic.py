@@ -95,3 +95,25 @@ def test_any_input_mode_works_and_rng_is_per_view() -> None:
     out = synthesize_street_photo(prod.convert("P"), view_rng(0, "x", 0))
     assert out.mode == "RGB"
     assert view_rng(0, "x", 0).random() == view_rng(0, "x", 0).random() != view_rng(0, "x", 1).random()
+
+
+def test_make_pairs_hard_preset_records_its_generator(tmp_path):
+    """`make-pairs synthetic --preset hard`: the garment is small (20-55% of the frame) and the manifest says so."""
+    import json
+
+    from click.testing import CliRunner
+
+    from indexer.datasets.cli import make_pairs
+    from indexer.settings import DEMO_CATALOG_CSV
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[catalog]\ndefault_csv = "{DEMO_CATALOG_CSV}"\n')
+    result = CliRunner().invoke(make_pairs, ["synthetic", "--out", str(tmp_path / "hard"), "--preset", "hard",
+                                             "--size", "160", "--limit", "4", "--no-progress", "--config",
+                                             str(config)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "hard" / "pairs.json").read_text())
+    generator = manifest["generator"]
+    assert manifest["synthetic"] is True and manifest["n_pairs"] == 4
+    assert (generator["min_product_height"], generator["max_product_height"]) == (0.2, 0.55)
+    assert generator["max_jpeg_quality"] == 70 and generator["size"] == 160
