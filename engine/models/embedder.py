@@ -92,6 +92,14 @@ class Embedder:
     def runtime(self) -> str:
         return getattr(self._forward, "runtime", "torch") if self._forward is not None else "torch"
 
+    def feature_map(self, index: int = 0) -> np.ndarray | None:
+        """(C, H, W) last spatial feature map of image ``index`` of the last batch the runtime (not torch) ran, when
+        its graph outputs one (ONNX Runtime does); None otherwise. Read it on the thread that ran the batch."""
+        fmap = getattr(self._forward, "feature_map", None) if self._forward is not None else None
+        if fmap is None or fmap.ndim != 4 or index >= len(fmap):
+            return None
+        return np.asarray(fmap[index], dtype=np.float32)
+
     def use_forward(self, forward: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
         """Run eval-mode forward passes through ``forward`` (a CPU batch -> un-normalised features callable with a
         ``fingerprint`` attribute, e.g. ``OnnxForward``) instead of torch; None = torch. ``forward`` is bypassed

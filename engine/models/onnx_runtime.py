@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
 OPSET = 17
-MANIFEST_VERSION = 1
+# 2: the graph also outputs the last spatial feature map (street-photo localisation reads it).
+MANIFEST_VERSION = 2
 # The exported graph must give the same vectors as torch (measured 0.9999999 for the served model); int8 weights
 # change the vectors on purpose, so they only have to stay close (their recall cost is measured in BENCHMARKS.md).
 MIN_COSINE = {"onnxruntime": 0.9999, "onnxruntime-int8": 0.98}
@@ -83,10 +84,15 @@ class OnnxForward:
     fingerprint: str
     path: Path
     cosine: float
+    # (N, C, H, W) output of the network's last spatial layer for the last batch run, when the graph has it; read
+    # by street-photo localisation right after the forward pass on the same thread (see Embedder.feature_map).
+    feature_map: np.ndarray | None = None
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
+        outputs = self.session.run(None, {self.input_name: arr})
+        self.feature_map = outputs[1] if len(outputs) > 1 else None
+        return torch.from_numpy(outputs[0])
 
 
 def onnx_path(cache_dir: Path, fingerprint: str, runtime: str) -> Path:
@@ -99,20 +105,49 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+class _WithFeatureMap(torch.nn.Module):
+    """The network, also returning the output of its last submodule (in call order) that is an (N, C, H, W) map
+    with H, W > 1: the layer ``engine.localize.find_feature_layer`` picks for the activation crop."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps: list[torch.Tensor] = []
+
+        def hook(_m: torch.nn.Module, _inp: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[2] > 1 and out.shape[3] > 1:
+                maps.append(out)
+
+        handles = [sub.register_forward_hook(hook) for name, sub in self.net.named_modules() if name]
+        try:
+            features = self.net(images)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return (features, maps[-1]) if maps else (features,)
+
+
 def export_onnx(module: torch.nn.Module, input_size: int) -> bytes:
-    """The module (in eval mode, on the CPU copy) as an ONNX graph with a dynamic batch axis, opset ``OPSET``."""
+    """The module (in eval mode, on the CPU copy) as an ONNX graph with a dynamic batch axis, opset ``OPSET``.
+
+    Outputs: ``features`` (what the module returns) and, for networks with spatial maps, ``feature_map`` (the last
+    one), so that localisation does not need a second, torch, forward pass."""
     import copy
 
-    net = copy.deepcopy(module).to("cpu", memory_format=torch.contiguous_format).eval()
+    net = _WithFeatureMap(copy.deepcopy(module).to("cpu", memory_format=torch.contiguous_format).eval()).eval()
     example = torch.zeros(2, 3, input_size, input_size)
+    with torch.no_grad():
+        n_outputs = len(net(example))
+    names = ["features", "feature_map"][:n_outputs]
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The legacy exporter's deprecation notice and the tracer's notes on the "same" padding, which is computed
         # from the fixed input size: the spatial size is a constant of the graph, the batch axis stays dynamic.
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (example,), buf, opset_version=OPSET, dynamo=False, input_names=["images"],
-                          output_names=["features"],
-                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+                          output_names=names, dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
     return buf.getvalue()
 
 
@@ -132,11 +167,12 @@ def quantize_int8(fp32: bytes) -> bytes:
 
 
 def _cached_is_valid(path: Path, fingerprint: str) -> bool:
-    """The cached file exists, its manifest names this fingerprint, and its bytes hash to the manifest's sha256."""
+    """The cached file exists, its manifest is of this version and names this fingerprint, and its bytes hash to
+    the manifest's sha256."""
     try:
         manifest = json.loads(manifest_path(path).read_text())
-        return (path.is_file() and manifest.get("fingerprint") == fingerprint
-                and manifest.get("sha256") == file_sha256(path))
+        return (path.is_file() and manifest.get("version") == MANIFEST_VERSION
+                and manifest.get("fingerprint") == fingerprint and manifest.get("sha256") == file_sha256(path))
     except (OSError, ValueError, AttributeError):
         return False
 

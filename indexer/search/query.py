@@ -149,7 +149,8 @@ class QueryEngine:
                 return emb.embed_tensors(batch), None
             with probe.capture():
                 vectors = emb.embed_tensors(batch)
-            return vectors, probe.features(0)
+            features = probe.features(0)  # torch ran: the hook saw the layer
+            return vectors, features if features is not None else emb.feature_map(0)  # ONNX Runtime ran
 
         return self._model_thread.submit(forward).result()
 

@@ -172,3 +172,25 @@ def test_training_mode_bypasses_onnx(tmp_path: Path) -> None:
     emb.module.train()
     emb.embed_tensors(torch.randn(2, 3, SIZE, SIZE))
     assert not calls and emb.module.training
+
+
+def test_graph_also_gives_the_feature_map_localisation_reads(tmp_path: Path, catalog_images) -> None:
+    """The ONNX graph's second output is the layer find_feature_layer picks, equal to what a torch hook captures,
+    so street-photo localisation keeps its activation crop under ONNX Runtime."""
+    from engine.localize import FeatureProbe, find_feature_layer
+
+    emb = make_embedder()
+    batch = emb.preprocess_batch(catalog_images[:4])
+    probe = FeatureProbe(emb.module, find_feature_layer(emb.module, SIZE))
+    with probe.capture():
+        emb.embed_tensors(batch)  # torch: the hook fires
+    want = [probe.features(i) for i in range(4)]
+    assert emb.feature_map(0) is None  # torch ran: no runtime map
+    assert attach_onnx_runtime(emb, "onnxruntime", tmp_path) == "onnxruntime"
+    with probe.capture():
+        emb.embed_tensors(batch)
+    assert probe.features(0) is None  # ONNX Runtime ran: torch hooks see nothing...
+    for i in range(4):
+        got = emb.feature_map(i)  # ...and the graph's map takes their place
+        assert got is not None and got.shape == want[i].shape
+        np.testing.assert_allclose(got, want[i], rtol=1e-3, atol=1e-3)

@@ -40,5 +40,15 @@ def test_index_with_torch_search_with_onnxruntime(tmp_path: Path) -> None:
             hits = service.search_image(decode_image((csv.parent / row["image"]).read_bytes()), 3)
             assert hits[0].score > 0.999, (row["id"], hits[0].score)
             assert hits[0].item["external_id"] == row["id"], hits[0].item
+        # A street-like photo through the QueryEngine: localisation keeps its activation crop under ONNX Runtime
+        # (the graph's feature-map output replaces the torch hook), and every region ran through the same runtime.
+        from PIL import Image
+
+        from indexer.search.query import QueryEngine, QueryOptions
+
+        scene = Image.new("RGB", (320, 240), (90, 120, 80))
+        scene.paste(decode_image((csv.parent / rows[5]["image"]).read_bytes()).resize((60, 80)), (200, 120))
+        result = QueryEngine(service).search(scene, QueryOptions(k=3, localize="crops"))
+        assert result.localized and "activation" in [r.region.source for r in result.regions]
     finally:
         store.close()
