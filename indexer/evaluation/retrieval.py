@@ -365,14 +365,14 @@ def write_plot(report: EvaluationReport, path: str | os.PathLike, extra_curves: 
 def format_report(report: EvaluationReport, echo: Callable[[str], None]) -> None:
     """Human-readable summary: the metrics, then the ten largest labels."""
     m = report.metrics
-    kind = "SYNTHETIC street-to-shop" if report.synthetic and report.kind == "street2shop" else report.kind
+    kind = f"SYNTHETIC {report.kind}" if report.synthetic else report.kind
     echo(f"{kind}: {m['n_queries']} queries, gallery {report.n_gallery} ({report.index_spec}, "
          f"{report.search_backend}), model {report.model['fingerprint'][:12]} ({report.model['name']}, "
          f"{report.model['checkpoint'] or 'no checkpoint'}, {report.model['input_size']}px)")
     echo("  " + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "n_queries"))
     for label, lm in sorted(report.per_label.items(), key=lambda kv: -kv[1]["n_queries"])[:10]:
         echo(f"    {label[:24]:<24} n={lm['n_queries']:<6} recall@1 {lm['recall@1']:.3f}  recall@20 "
-             f"{lm.get('recall@20', float('nan')):.3f}  mAP {lm['mAP']:.3f}")
+             f"{lm.get('recall@20', float('nan')):.3f}" + (f"  mAP {lm['mAP']:.3f}" if "mAP" in lm else ""))
     if report.problems:
         echo(f"  {len(report.problems)} problem(s); first: {report.problems[0]}")
 

@@ -73,6 +73,11 @@ def test_cli_served_flag_stores_a_run(config_path, small_embedder, tmp_path, mon
     body = json.loads(result.output)
     assert body["kind"] == "street2shop-served" and set(body["served"]) == {"off", "crops", "auto"}
     assert body["served"]["off"]["recall@1"] == 1.0  # every query is a gallery photo itself
+    text = CliRunner().invoke(evaluate, ["street2shop", "--pairs", str(pairs_csv), "--gallery", str(gallery_csv),
+                                         "--served", "--no-store", "--no-progress", "--plot", str(tmp_path / "q.png")],
+                              env={"LOOKALIKE_CONFIG": str(config_path)})
+    assert text.exit_code == 0, text.output
+    assert "through the served QueryEngine" in text.output and "street2shop-served: 3 queries" in text.output
     store = open_store(load_settings(config_path, env={}))
     try:
         assert list_evaluations(store)[0]["kind"] == "street2shop-served"
