@@ -176,23 +176,39 @@ class SearchService:
             run = functools.partial(searcher.search, allowed_ids=self.store.filter_ids(filters) if filters else None)
         exclude = {int(i) for i in exclude_ids}
         want = k + len(exclude)
+        queries = np.atleast_2d(queries)
+
+        def search(q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+            try:
+                return run(q, fetch)
+            except VectorStoreError as exc:
+                log.error("search failed: %s", exc)
+                raise SearchUnavailableError(str(exc)) from None
+
+        def candidates(scores: np.ndarray, ids: np.ndarray) -> list[tuple[int, float]]:
+            return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)
+                    if i >= 0 and int(i) not in exclude and (threshold is None or s >= threshold)]
+
+        def done(cand: list[tuple[int, float]], hits: list[Hit], ids: np.ndarray, fetch: int) -> bool:
+            exhausted = (ids < 0).any() or (threshold is not None and len(cand) < len(ids) - len(exclude))
+            return len(hits) >= k or exhausted or fetch >= searcher.count
+
+        # One vector search and one SQL read for all queries (a street photo's regions) ...
+        scores, ids = search(queries, want) if len(queries) else (np.empty((0, want)), np.empty((0, want)))
+        cands = [candidates(scores[r], ids[r]) for r in range(len(queries))]
+        items = self.store.get_items(sorted({i for cand in cands for i, _ in cand}))
         results: list[list[Hit]] = []
-        for q in np.atleast_2d(queries):
-            fetch = want
-            while True:
-                try:
-                    scores, ids = run(q[None, :], fetch)
-                except VectorStoreError as exc:
-                    log.error("search failed: %s", exc)
-                    raise SearchUnavailableError(str(exc)) from None
-                cand = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True)
-                        if i >= 0 and int(i) not in exclude and (threshold is None or s >= threshold)]
-                items = self.store.get_items([i for i, _ in cand])
-                hits = [Hit(i, s, items[i]) for i, s in cand if i in items]
-                exhausted = (ids[0] < 0).any() or (threshold is not None and len(cand) < len(ids[0]) - len(exclude))
-                if len(hits) >= k or exhausted or fetch >= searcher.count:
-                    break
+        for r, q in enumerate(queries):
+            cand, fetch, row_ids = cands[r], want, ids[r]
+            hits = [Hit(i, s, items[i]) for i, s in cand if i in items]
+            # ... and, for a query that lost hits to removed items or the threshold, a deeper search of its own.
+            while not done(cand, hits, row_ids, fetch):
                 fetch = min(searcher.count, fetch * 2)
+                more_scores, more_ids = search(q[None, :], fetch)
+                row_ids = more_ids[0]
+                cand = candidates(more_scores[0], row_ids)
+                found = self.store.get_items([i for i, _ in cand])
+                hits = [Hit(i, s, found[i]) for i, s in cand if i in found]
             results.append(hits[:k])
         return results
 
