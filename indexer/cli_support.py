@@ -58,7 +58,8 @@ def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
         except known_errors() as exc:
             fail(str(exc))
         except DBAPIError as exc:
-            fail(f"database error: {exc.orig}. Check database.url, that no other process holds a long write lock, "
+            one_line = " ".join(str(exc.orig).split())  # psycopg adds a hint on a second line
+            fail(f"database error: {one_line}. Check database.url, that no other process holds a long write lock, "
                  "and that the database file and its folder are writable")
         except OSError as exc:
             fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")

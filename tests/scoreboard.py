@@ -3,7 +3,8 @@
 A test may count several cases (a corpus of inputs) and items lost through the `scoreboard`
 fixture; otherwise it counts as one case. After the run the board is written to
 test-artifacts/reliability.json; with `--write-scoreboard` it also rewrites the table in
-RELIABILITY.md, so every number there comes from the suites' own output.
+RELIABILITY.md, so every number there comes from the suites' own output. Cases marked `postgres` (run against the
+PostgreSQL server `make test` starts) count on their suite's PostgreSQL row ("crash_pg", ...).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SUITES = {
     "crash": "Crash (SIGKILL at named points, then rerun)",
+    "crash_pg": "Crash on PostgreSQL (SIGKILL at named points, then rerun)",
     "corruption": "Corruption and environment faults",
+    "corruption_pg": "Corruption and environment faults on PostgreSQL",
     "concurrency": "Concurrency",
+    "concurrency_pg": "Concurrency on PostgreSQL",
     "hostile": "Hostile inputs (uploads and parameters)",
     "fuzz": "Fuzzing (hypothesis)",
 }
@@ -81,6 +85,8 @@ def pytest_runtest_makereport(item, call):
     if report.skipped:
         return
     suite = marker.args[0]
+    if item.get_closest_marker("postgres") is not None and f"{suite}_pg" in SUITES:
+        suite = f"{suite}_pg"
     tally = _board[suite]
     rec: Recorder | None = getattr(item, "_scoreboard", None)
     cases = rec.n_cases if rec and rec.n_cases else 1

@@ -40,4 +40,5 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     app.config["LOOKALIKE_BIND_HOST"] = h  # the analyst pages are open without a token only on loopback
     print(f"serving index {generation} on http://{h}:{p}", flush=True)
     waitress_serve(app, host=h, port=p, threads=threads, ident="lookalike",
+                   channel_timeout=settings.web.request_timeout_s,  # a stalled client is dropped after this
                    max_request_body_size=HARD_BODY_LIMIT_FACTOR * settings.web.max_upload_mb * 1024 * 1024 + 65536)

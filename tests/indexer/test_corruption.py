@@ -1,5 +1,9 @@
 """Corruption and environment faults: each gives a clear message, wrong data is never served, the
-last good generation keeps serving where one exists, and `manage.py index --rebuild` recovers."""
+last good generation keeps serving where one exists, and `manage.py index --rebuild` recovers.
+
+Every case runs on SQLite and on PostgreSQL (tests/pg.py: a fresh schema per test). The two SQLite file faults have
+PostgreSQL equivalents: a locked database file -> a server that refuses connections; a read-only database file -> a
+read-only server (default_transaction_read_only, as on a hot standby)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from indexer.settings import load_settings
 from indexer.vectors.generations import GenerationError, current_name
 from indexer.wiring import create_pipeline, create_search_service, open_store
 from tests.conftest import index_in_process, run_manage, write_config, write_small_catalog
+from tests.pg import DATABASES, database_url, pick
 
 pytestmark = pytest.mark.reliability("corruption")
 
@@ -33,15 +38,21 @@ def module_embedder(tmp_path_factory: pytest.TempPathFactory):
     return create_embedder_from_settings(load_settings(config, env={}))
 
 
+@pytest.fixture(params=DATABASES)
+def db_kind(request) -> str:
+    return pick(request.param)
+
+
 @pytest.fixture
-def indexed(tmp_path: Path, module_embedder):
+def indexed(tmp_path: Path, module_embedder, db_kind: str):
     """A 30-item catalog, migrated and indexed as `manage.py db upgrade` + `manage.py index` do, but in this process
     (two fewer interpreter starts per test; those commands have their own tests); returns (config, csv). Every
     fault below is then met through the CLI."""
     csv = write_small_catalog(tmp_path / "cat", 30, step=41)
-    config = write_config(tmp_path, model=MODEL)
-    index_in_process(config, csv, module_embedder)
-    return config, csv
+    with database_url(db_kind, tmp_path) as url:
+        config = write_config(tmp_path, db_url=url, model=MODEL)
+        index_in_process(config, csv, module_embedder)
+        yield config, csv
 
 
 def gen_dir(config: Path) -> Path:
@@ -53,66 +64,89 @@ def query_image(csv: Path) -> Path:
     return csv.parent / "images" / (csv.read_text().splitlines()[1].split(",")[0] + ".jpg")
 
 
-def assert_refused_then_rebuilt(config: Path, csv: Path, message: str) -> None:
-    """search refuses with a one-line message naming the fix; check fails; --rebuild recovers."""
+def check_ok(config: Path, embedder) -> bool:
+    """Whether the check `manage.py check` runs passes (the same calls, in this process)."""
+    from indexer.vectors.factory import create_vector_store
+
+    settings = load_settings(config, env={})
+    store, vector_store = open_store(settings), create_vector_store(settings)
+    try:
+        return vector_store.check(store, embedder.fingerprint).ok
+    except GenerationError:
+        return False
+    finally:
+        vector_store.close()
+        store.close()
+
+
+def assert_refused_then_rebuilt(config: Path, csv: Path, message: str, embedder) -> None:
+    """search refuses with a one-line message naming the fix; check fails; --rebuild recovers. The refusal and the
+    rebuild go through the CLI; the checks and the search after the rebuild run in this process (same calls)."""
     out = run_manage("search", str(query_image(csv)), "--json", config=config)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert message in out.stderr and "manage.py index --rebuild" in out.stderr, out.stderr
-    assert run_manage("check", config=config).returncode == 1
+    assert not check_ok(config, embedder)
     fixed = run_manage("index", str(csv), "--rebuild", "--json", config=config)
     assert fixed.returncode == 0, fixed.stderr
     assert json.loads(fixed.stdout)["embedded"] == 0  # rebuilt from SQL vectors
-    assert run_manage("check", config=config).returncode == 0
-    ok = run_manage("search", str(query_image(csv)), "--json", config=config)
-    assert ok.returncode == 0 and json.loads(ok.stdout)["results"]
+    assert check_ok(config, embedder)
+    settings = load_settings(config, env={})
+    store = open_store(settings)
+    try:
+        hits = create_search_service(settings, store, embedder).search_image(
+            decode_image(query_image(csv).read_bytes()), 10)
+    finally:
+        store.close()
+    assert hits
 
 
-def test_truncated_index_file(indexed):
+def test_truncated_index_file(indexed, module_embedder):
     config, csv = indexed
     f = gen_dir(config) / "index.faiss"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
-    assert_refused_then_rebuilt(config, csv, "corrupt")
+    assert_refused_then_rebuilt(config, csv, "corrupt", module_embedder)
 
 
-def test_garbled_vectors_file(indexed):
+def test_garbled_vectors_file(indexed, module_embedder):
     config, csv = indexed
     f = gen_dir(config) / "vectors.npy"
     data = bytearray(f.read_bytes())
     data[200:260] = b"\x00" * 60
     f.write_bytes(bytes(data))
-    assert_refused_then_rebuilt(config, csv, "corrupt")
+    assert_refused_then_rebuilt(config, csv, "corrupt", module_embedder)
 
 
-def test_garbled_manifest(indexed):
+def test_garbled_manifest(indexed, module_embedder):
     config, csv = indexed
     (gen_dir(config) / "manifest.json").write_text("{not json")
-    assert_refused_then_rebuilt(config, csv, "manifest.json is corrupt")
+    assert_refused_then_rebuilt(config, csv, "manifest.json is corrupt", module_embedder)
 
 
-def test_manifest_from_another_model(indexed):
+def test_manifest_from_another_model(indexed, module_embedder):
     config, csv = indexed
     m = gen_dir(config) / "manifest.json"
     data = json.loads(m.read_text())
     data["fingerprint"] = "0" * 32
     m.write_text(json.dumps(data))
-    assert_refused_then_rebuilt(config, csv, "was built with model")
+    assert_refused_then_rebuilt(config, csv, "was built with model", module_embedder)
 
 
-def test_index_from_another_database(indexed, tmp_path):
+def test_index_from_another_database(indexed, tmp_path, db_kind, module_embedder):
     config, csv = indexed
-    other = write_config(tmp_path / "other", model={"input_size": 64, "batch_size": 16},
-                         index={"dir": str(load_settings(config, env={}).index_dir)})
-    assert run_manage("db", "upgrade", config=other).returncode == 0
-    # The fresh database knows none of the index's ids: refuse rather than serve ids that mean nothing.
-    out = run_manage("search", str(query_image(csv)), config=other)
-    assert out.returncode == 2 and "unknown to the database" in out.stderr and "Traceback" not in out.stderr
-    assert run_manage("check", config=other).returncode == 1
+    with database_url(db_kind, tmp_path / "other") as url:
+        other = write_config(tmp_path / "other", db_url=url, model={"input_size": 64, "batch_size": 16},
+                             index={"dir": str(load_settings(config, env={}).index_dir)})
+        assert run_manage("db", "upgrade", config=other).returncode == 0
+        # The fresh database knows none of the index's ids: refuse rather than serve ids that mean nothing.
+        out = run_manage("search", str(query_image(csv)), config=other)
+        assert out.returncode == 2 and "unknown to the database" in out.stderr and "Traceback" not in out.stderr
+        assert not check_ok(other, module_embedder)
 
 
-def test_current_points_at_missing_generation(indexed):
+def test_current_points_at_missing_generation(indexed, module_embedder):
     config, csv = indexed
     shutil.rmtree(gen_dir(config))
-    assert_refused_then_rebuilt(config, csv, "has no manifest")
+    assert_refused_then_rebuilt(config, csv, "has no manifest", module_embedder)
 
 
 def test_missing_image_files_are_reported_not_fatal(indexed, tmp_path):
@@ -131,7 +165,28 @@ def test_missing_image_files_are_reported_not_fatal(indexed, tmp_path):
     assert run_manage("check", config=config).returncode == 0  # already-indexed items are kept
 
 
-def test_locked_database_gives_clear_message(indexed):
+def test_unreachable_database_server_gives_clear_message(indexed, db_kind, module_embedder):
+    """PostgreSQL's counterpart of a locked database file: the server refuses connections (down, restarting)."""
+    if db_kind != "postgresql":
+        pytest.skip("SQLite has no server; its counterpart is test_locked_database_gives_clear_message")
+    config, csv = indexed
+    from tests.e2e.conftest import free_port
+
+    url = load_settings(config, env={}).database_url
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    down = url.replace(host_port, f"127.0.0.1:{free_port()}")  # nothing listens there
+    env = {"LOOKALIKE_DATABASE__URL": down}
+    for args in (("index", str(csv), "--no-progress"), ("search", str(query_image(csv)))):
+        out = run_manage(*args, config=config, env_extra=env)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "database error" in out.stderr and "refused" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert check_ok(config, module_embedder)  # the real store is untouched
+
+
+def test_locked_database_gives_clear_message(indexed, db_kind):
+    if db_kind != "sqlite":
+        pytest.skip("a database file lock is SQLite's; PostgreSQL: test_unreachable_database_server_gives_...")
     config, csv = indexed
     db = load_settings(config, env={}).database_url.removeprefix("sqlite:///")
     holder = sqlite3.connect(db, isolation_level=None)
@@ -160,8 +215,17 @@ def _umount(path: Path) -> None:
     subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def test_read_only_database_gives_clear_message(indexed, tmp_path):
+def test_read_only_database_gives_clear_message(indexed, tmp_path, db_kind, module_embedder):
     config, csv = indexed
+    if db_kind == "postgresql":
+        # A read-only server (a hot standby, or default_transaction_read_only): writes fail with a clear message.
+        url = load_settings(config, env={}).database_url
+        env = {"LOOKALIKE_DATABASE__URL": url + "%20-cdefault_transaction_read_only%3Don"}
+        out = run_manage("remove", csv.read_text().splitlines()[1].split(",")[0], config=config, env_extra=env)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "database error" in out.stderr and "read-only transaction" in out.stderr, out.stderr
+        assert check_ok(config, module_embedder)  # the real store is untouched
+        return
     ro = tmp_path / "rofs"
     if not _mount_tmpfs(ro, "4m"):
         pytest.skip("cannot mount a filesystem here (needs root)")

@@ -199,7 +199,7 @@ def test_live_server_answers_only_active_items_through_every_crash(tmp_path, sha
         assert client.per_step.get(step, 0) > client.per_step.get(step + " (after the kill)", 0), \
             f"no answer was checked while {step} ran"
     assert "Traceback" not in (tmp_path / "server.log").read_text()
-    assert_invariants(config, n_total - 4, scoreboard)
+    assert_invariants(config, n_total - 4, small_embedder, scoreboard)
 
 
 def _call(url: str, method: str, path: str, fields: dict | None = None) -> tuple[int, dict]:
