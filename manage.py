@@ -15,14 +15,16 @@ import logging
 import click
 from flask.cli import FlaskGroup, with_appcontext
 
+from indexer.backup.cli import backup_cmd, restore_cmd
 from indexer.catalog.cli import fetch_data_cmd
+from indexer.curation.cli import audit, duplicates_cmd
 from indexer.datasets.cli import make_pairs, make_splits_cmd
 from indexer.evaluation.cli import evaluate, sweep_cmd
 from indexer.outfits.cli import evaluate_outfits_cmd, make_outfits_cmd, outfit_cmd, train_outfits_cmd
 from indexer.pipeline.cli import check_cmd, index_cmd, remove_cmd
 from indexer.search.cli import search_cmd
 from indexer.store.cli import db
-from indexer.training.cli import train_classifier_cmd, train_cmd
+from indexer.training.cli import train_classifier_cmd, train_cmd, train_text_cmd
 
 # web/ is imported only by the commands that serve, so the training commands run where it is not installed.
 WEB_COMMANDS = {"run": "run_cmd", "serve": "serve_cmd"}
@@ -60,11 +62,11 @@ def _in_app_context(command: click.Command) -> click.Command:
 
 
 for _command in (db, index_cmd, remove_cmd, check_cmd, search_cmd, make_pairs, make_splits_cmd, evaluate, outfit_cmd,
-                 make_outfits_cmd, train_outfits_cmd, sweep_cmd):
+                 make_outfits_cmd, train_outfits_cmd, sweep_cmd, duplicates_cmd, audit, backup_cmd, restore_cmd):
     cli.add_command(_in_app_context(_command))
 cli.commands["evaluate"].add_command(_in_app_context(evaluate_outfits_cmd))
 # The training commands need no web app (nor faiss): they run on bare GPU boxes; nor does fetch-data.
-for _command in (train_cmd, train_classifier_cmd, fetch_data_cmd):
+for _command in (train_cmd, train_classifier_cmd, train_text_cmd, fetch_data_cmd):
     cli.add_command(_command)
 
 

@@ -44,7 +44,7 @@ from bench.report import markdown_table, update_section  # noqa: E402
 
 # Side of the square phone-size copies of the street photos: 3464 x 3464 = 12.0 megapixels.
 PHONE_SIDE = 3464
-KINDS = ("catalog", "street", "street-12mp")
+KINDS = ("catalog", "street", "street-12mp", "text")
 
 
 @dataclass
@@ -89,6 +89,11 @@ def make_queries(store, n_catalog: int, n_street: int, seed: int) -> list[Query]
     out.extend(phone)
     for q in out:
         q.body, q.content_type = multipart(q.data)
+    # Search by words (issue 17): titles of other catalog products as JSON queries (docs/text-search.md).
+    items = store.get_items(store.sample_ids(n_catalog + n_street, seed=seed + 1))
+    for item in items.values():
+        body = json.dumps({"text": item["title"]}).encode()
+        out.append(Query("text", item["title"].encode(), body, "application/json"))
     return out
 
 
@@ -220,6 +225,9 @@ def inproc_block(engine, web, queries: list[Query], order: list[int], clients: i
     def one(i: int) -> tuple[str, float]:
         q = queries[i]
         t0 = time.perf_counter()
+        if q.kind == "text":
+            engine.search_composed(None, QueryOptions(k=k, text=q.data.decode()))
+            return q.kind, (time.perf_counter() - t0) * 1000
         engine.search(decode_image(q.data, web.max_image_pixels, web.decode_min_side), QueryOptions(k=k))
         return q.kind, (time.perf_counter() - t0) * 1000
 
@@ -255,6 +263,8 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="Print only; do not update BENCHMARKS.md.")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="Query kinds to measure, comma-separated (e.g. text); a subset implies --no-write.")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
 
@@ -274,9 +284,13 @@ def main() -> None:
         raise SystemExit(f"error: nothing is indexed for {config}; run `python manage.py index` first")
     embedder = create_embedder_from_settings(settings)
     n_street = round(args.images * args.street_share)
-    queries = make_queries(store, args.images - n_street, n_street, args.seed)
+    queries = [q for q in make_queries(store, args.images - n_street, n_street, args.seed)
+               if q.kind in args.kinds.split(",")]
     service = create_search_service(settings, store, embedder)
-    engine = QueryEngine(service, load_detector(settings.web.detector), settings.web.localize)
+    from indexer.search.composed import text_setup_from_settings
+
+    engine = QueryEngine(service, load_detector(settings.web.detector), settings.web.localize,
+                         *text_setup_from_settings(settings))
     engine.warm_up()
     model = {"fingerprint": embedder.fingerprint[:12], "dim": embedder.dim, "input": embedder.input_size,
              "runtime": embedder.runtime,
@@ -323,7 +337,7 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     body = render(args, samples, rss, load_start, load_end, elapsed, n_items, model)
     print(body)
-    if not args.no_write:
+    if not args.no_write and set(args.kinds.split(",")) >= set(KINDS):
         update_section("latency", "Web latency: POST /api/search over HTTP vs in-process", body)
         print("updated BENCHMARKS.md (section latency)")
     if samples.errors:
@@ -335,7 +349,8 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
            model: dict) -> str:
     rows = []
     verdicts = []
-    targets = {"catalog": 30.0, "street": 80.0, "street-12mp": 100.0}  # issue 22's p50 bounds, 1 client
+    # p50 bounds with 1 client: issue 22 (photos), issue 17 (text)
+    targets = {"catalog": 30.0, "street": 80.0, "street-12mp": 100.0, "text": 30.0}
     p50_checks = []
     for clients in sorted(samples.count):
         for kind in (*KINDS, "all"):
@@ -343,6 +358,8 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
             h = [v for kd in kinds for v in samples.http.get((clients, kd), [])]
             s = [v for kd in kinds for v in samples.server.get((clients, kd), [])]
             p = [v for kd in kinds for v in samples.inproc.get((clients, kd), [])]
+            if not h and not p:  # a kind left out with --kinds
+                continue
             overhead = pct(h, 50) / pct(p, 50) - 1
             verdicts.append((clients, kind, overhead))
             if clients == 1 and kind in targets:
@@ -373,7 +390,8 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
         f"pasted at 30-50% of the frame height on a cluttered scene, 320 px, indexer/datasets/synthetic.py; "
         f"localised by `web.localize = \"auto\"`: whole photo + 5 grid crops + activation crop, in one batched "
         f"forward) and the same {n_street} street photos as 12-megapixel JPEGs ({PHONE_SIDE}x{PHONE_SIDE}, quality "
-        f"90; decoded reduced, web.decode_min_side). k={args.k}.",
+        f"90; decoded reduced, web.decode_min_side); text = the titles of {args.images} other catalog products as "
+        f"JSON `{{\"text\": ...}}` queries (text tower + vector search, docs/text-search.md). k={args.k}.",
         "",
         "In-process = `decode_image` + `QueryEngine.search` (localise, embed, vector search, SQL hydration) in the "
         "bench process, at the same concurrency, in blocks alternating with the HTTP blocks. HTTP = the client's "

@@ -125,6 +125,12 @@ class WebSettings:
     detector: str = ""
     torch_threads: int = 0
     analytics_token: str = ""
+    # Abuse limits (web/limits.py); commented defaults in config.toml [web].
+    rate_limit_per_minute: int = 120
+    rate_limit_loopback: bool = False
+    max_concurrent_embeddings: int = 2
+    embedding_queue_s: float = 5.0
+    request_timeout_s: int = 60
 
 
 DEFAULT_OUTFIT_SLOTS = (
@@ -157,6 +163,35 @@ class OutfitSettings:
 
 
 @dataclass(frozen=True)
+class TextSettings:
+    """[text]: search by words (docs/text-search.md)."""
+
+    checkpoint: str = "models/text"
+    cache_dir: str = "var/text"
+    runtime: str = "auto"
+    rocchio_alpha: float = 1.0
+    rocchio_beta: float = 0.75
+    rocchio_gamma: float = 0.5
+    negative_text_weight: float = 0.5
+    modifier_weight: float = 0.8
+    look_alike: float = 0.9
+
+
+@dataclass(frozen=True)
+class CurationSettings:
+    """[curation]: duplicates, variants and the label audit (docs/curation.md)."""
+
+    duplicate_threshold: float = 0.99
+    duplicate_candidates: int = 10
+    duplicate_min_cosine: float = 0.99
+    variant_threshold: float = 0.93
+    audit_neighbours: int = 20
+    audit_max_current: float = 0.2
+    outfit_distrust_confidence: float = 0.9
+    cache_dir: str = "var/curation"
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
@@ -166,6 +201,8 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     web: WebSettings = field(default_factory=WebSettings)
     outfit: OutfitSettings = field(default_factory=OutfitSettings)
+    text: TextSettings = field(default_factory=TextSettings)
+    curation: CurationSettings = field(default_factory=CurationSettings)
     # Folder relative paths are resolved against (the config file's folder).
     base_dir: str = "."
     source: str = "<defaults>"

@@ -1,6 +1,7 @@
 """Flask app factory (flaskr's create_app): the app is a thin client of indexer/ and engine/.
 
-Blueprints: pages (web/pages/), api (web/api/), outfits (web/outfits/) and analytics (web/analytics/); the
+Blueprints: pages (web/pages/), api (web/api/), outfits (web/outfits/), analytics (web/analytics/) and curation
+(web/curation/: duplicates, label suspects, /api/explain); the
 per-process singletons (store, model, index, query engine) live in web/runtime.py. web/ may import indexer/ and
 engine/; nothing there imports web/.
 """
@@ -47,6 +48,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.config.update(test_config)
     app.extensions["lookalike"] = Runtime(settings, embedder)
     register_error_handlers(app, settings.web.max_upload_mb)
+    from web.limits import install_limits
+
+    install_limits(app, settings.web)  # rate limit on the search endpoints, bound on concurrent embeddings
     app.register_blueprint(pages_bp)
     app.register_blueprint(api_bp)
     from web.outfits.routes import register_outfits
@@ -55,6 +59,11 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     from web.analytics.routes import bp as analytics_bp
 
     app.register_blueprint(analytics_bp)
+    from web.curation.explain import bp as explain_bp
+    from web.curation.routes import bp as curation_bp
+
+    app.register_blueprint(curation_bp)
+    app.register_blueprint(explain_bp)
 
     @app.get("/healthz")
     def healthz():

@@ -69,10 +69,12 @@ class Runtime:
             with self._lock:
                 if self._query is None:
                     from engine.localize import load_detector
+                    from indexer.search.composed import text_setup_from_settings
                     from indexer.search.query import QueryEngine
 
                     detector = load_detector(self.settings.web.detector)
-                    self._query = QueryEngine(self.search, detector, self.settings.web.localize)
+                    text_model, weights = text_setup_from_settings(self.settings)
+                    self._query = QueryEngine(self.search, detector, self.settings.web.localize, text_model, weights)
         return self._query
 
     def facets(self) -> dict[str, list[str]]:

@@ -209,3 +209,32 @@ def sweep_cmd(settings: Settings, index_specs: str, nprobes: str, ef_searches: s
         gen, count = apply_index_spec(settings, applied)
         click.echo(f"{applied.label} written to [index] of {settings.source}; generation {gen} built "
                    f"({count} vectors)", err=as_json)
+
+
+@evaluate.command("text")
+@click.option("--splits", "splits_file", type=click.Path(dir_okay=False, exists=True),
+              help="id,split file (default: splits.csv beside model.checkpoint, the split the towers trained on).")
+@click.option("--composed", "n_composed", default=1000, show_default=True, type=click.IntRange(1),
+              help="Photo + \"in <colour>\" queries per split (val picks the modifier weight, test reports).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--no-store", is_flag=True, help="Do not store the run in SQL.")
+@with_settings
+def evaluate_text_cmd(settings: Settings, splits_file: str | None, n_composed: int, seed: int, as_json: bool,
+                      no_store: bool) -> None:
+    """Search by words on test products (KAGL protocol): title -> image, label -> product, photo + "in <colour>"."""
+    from engine.models.text_tower import TextTowerError
+    from indexer.evaluation.text import run_text_evaluation
+
+    try:
+        evaluation = run_text_evaluation(settings, splits_file, n_composed, seed, not no_store, command_line())
+    except TextTowerError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({**evaluation.metrics, **evaluation.details}, indent=2))
+        return
+    for key, value in evaluation.metrics.items():
+        click.echo(f"  {key:<36} {value}")
+    click.echo(f"  val modifier sweep: {evaluation.details['val_modifier_sweep']}")
+    if evaluation.details.get("run_id"):
+        click.echo(f"  stored as evaluation run {evaluation.details['run_id']}")

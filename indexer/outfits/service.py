@@ -28,6 +28,7 @@ from engine.colour import colour_descriptor, with_colour
 from engine.outfits.metrics import mmr_select
 from engine.outfits.model import NONE_SLOT, OutfitModel, OutfitModelError, load_outfit_model
 from indexer.catalog.images import crop_box
+from indexer.curation.records import distrusted_labels
 from indexer.outfits.catalog import has_taxonomy, item_taxonomy, slots_from_taxonomy
 from indexer.outfits.colours import catalog_colours
 from indexer.outfits.slots import SlotRules, parse_slot_rules
@@ -35,6 +36,8 @@ from indexer.search.service import Hit, SearchService
 from indexer.settings import OutfitSettings
 
 log = logging.getLogger(__name__)
+# Taxonomy columns the slot rules read: an audit flag on one of them makes the slot label untrusted.
+SLOT_COLUMNS = ("master_category", "sub_category", "article_type")
 # The slot classifier must be at least this sure before an item without taxonomy is put into a slot.
 MIN_CLASSIFIER_CONFIDENCE = 0.5
 # Query genders that outfit.match_gender matches (Unisex or unknown items match anything).
@@ -119,8 +122,11 @@ class OutfitService:
 
     def __init__(self, search: SearchService, settings: OutfitSettings, checkpoint: Path,
                  embed: Callable[[Sequence[Image.Image]], np.ndarray] | None = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, distrust_confidence: float | None = None) -> None:
         self.search = search
+        # Labels the latest label audit flags with at least this confidence are not trusted for slots (None: all
+        # labels are trusted). docs/curation.md "Outfit slots".
+        self.distrust_confidence = distrust_confidence
         self.settings = settings
         self.cache_dir = cache_dir
         self.rules = parse_slot_rules(settings.slots, settings.templates)
@@ -166,6 +172,12 @@ class OutfitService:
         slots = slots_from_taxonomy(rows, self.rules)
         # Items without any taxonomy (a folder of images) get the classifier's slot when it is confident.
         bare = np.array([not has_taxonomy(r) for r in rows], bool)
+        if self.distrust_confidence is not None:
+            # A slot label the audit contradicts with high confidence (a T-shirt filed under Belts) is not trusted:
+            # the item gets its slot from the slot classifier, as an item without taxonomy does.
+            distrusted = distrusted_labels(self.search.store, SLOT_COLUMNS, self.distrust_confidence)
+            if distrusted:
+                bare |= np.isin(ids, np.fromiter(distrusted, np.int64))
         if bare.any():
             where = np.nonzero(bare)[0]
             probs = self.model.slot_probabilities(self._features(vectors[where], None if colours is None

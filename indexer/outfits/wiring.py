@@ -47,7 +47,8 @@ def create_outfit_service(settings: Settings, search: SearchService, checkpoint:
                           embed: Callable | None = None) -> OutfitService:
     """The OutfitService over a search service (raises OutfitModelError when the model does not fit)."""
     return OutfitService(search, settings.outfit, outfit_checkpoint(settings, search.embedder.fingerprint, checkpoint),
-                         embed=embed, cache_dir=settings.resolve_path(settings.outfit.cache_dir))
+                         embed=embed, cache_dir=settings.resolve_path(settings.outfit.cache_dir),
+                         distrust_confidence=settings.curation.outfit_distrust_confidence)
 
 
 def catalog_rows(settings: Settings, catalog: str | None = None) -> list[dict[str, Any]]:

@@ -31,6 +31,8 @@ from engine.localize import (
     merge_best_evidence,
 )
 from indexer.catalog.images import crop_box
+from indexer.curation.collapse import FETCH_FACTOR, GroupCache, collapse_ranked
+from indexer.search.composed import CompositionWeights, TextModel, UnknownItemsError, compose_vector, drop_look_alikes
 from indexer.search.service import Hit, SearchService
 
 LOCALIZE_MODES = ("auto", "crops", "off")
@@ -50,6 +52,19 @@ class QueryOptions:
     threshold: float | None = None
     crop: tuple[float, float, float, float] | None = None
     localize: str = "auto"
+    # "none", "duplicates" or "variants": one result per group of the latest `manage.py duplicates` run, carrying
+    # the rest of its group ("+N more"; indexer/curation/collapse.py).
+    collapse: str = "none"
+    # Words and relevance feedback (indexer/search/composed.py): with or without a photo.
+    text: str = ""
+    negative_text: str = ""
+    positive_ids: tuple[int, ...] = ()
+    negative_ids: tuple[int, ...] = ()
+
+    @property
+    def composed(self) -> bool:
+        """True when the query has words or thumbs up / down items (QueryEngine.search_composed answers it)."""
+        return bool(self.text or self.negative_text or self.positive_ids or self.negative_ids)
 
 
 @dataclass
@@ -88,10 +103,13 @@ class QueryEngine:
     time); decoding, cropping, preprocessing, vector search and SQL hydration run in the callers' threads.
     """
 
-    def __init__(self, service: SearchService, detector: Detector | None = None, default_mode: str = "auto") -> None:
+    def __init__(self, service: SearchService, detector: Detector | None = None, default_mode: str = "auto",
+                 text_model: TextModel | None = None, weights: CompositionWeights | None = None) -> None:
         if default_mode not in LOCALIZE_MODES:
             raise ValueError(f"web.localize must be one of {', '.join(LOCALIZE_MODES)}, got {default_mode!r}")
         self.service = service
+        self.text_model = text_model
+        self.weights = weights or CompositionWeights()
         self.detector = detector
         self.default_mode = default_mode
         # Every forward pass runs on this one thread: one batch at a time (the Embedder's contract), and the
@@ -100,6 +118,7 @@ class QueryEngine:
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
         self._probe: FeatureProbe | None | bool = False  # False: not looked for yet
         self._direction: tuple[str, np.ndarray | None] | None = None
+        self._groups: GroupCache | None = None
 
     def warm_up(self) -> None:
         """Find the feature layer and run the batch shapes a query uses once, so the first request is not slow.
@@ -154,6 +173,19 @@ class QueryEngine:
 
         return self._model_thread.submit(forward).result()
 
+    def on_model_thread(self, fn, *args):  # noqa: ANN001, ANN201 - any callable and its result
+        """Run ``fn(*args)`` on the model thread, serialised with the searches' forward passes (explanations)."""
+        return self._model_thread.submit(fn, *args).result()
+
+    def _collapse(self, ranked: list, key, mode: str) -> tuple[list, dict[int, list[int]]]:  # noqa: ANN001
+        """(ranked entries, one per duplicate / variant group, {kept id: ids of the rest of its group})."""
+        if mode == "none":
+            return ranked, {}
+        if self._groups is None:
+            self._groups = GroupCache(self.service.store)
+        collapsed = collapse_ranked(ranked, key, self._groups.groups(mode))
+        return [entry for entry, _ in collapsed], {int(key(entry)): more for entry, more in collapsed if more}
+
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed photos, serialised with the searches' forward passes (the outfit service embeds through this)."""
         return self._embed(images)[0]
@@ -195,11 +227,12 @@ class QueryEngine:
                     regions.append(extra)
                     vectors = np.concatenate([vectors, self._embed([crop_box(image, extra.box)])[0]])
         t1 = time.perf_counter()
-        fetch = options.offset + options.k + 1
+        fetch = (options.offset + options.k + 1) * (FETCH_FACTOR if options.collapse != "none" else 1)
         per_region = self.service.search_vectors(vectors, fetch, options.filters, options.threshold)
         t2 = time.perf_counter()
         by_id = {h.id: h for hits in per_region for h in hits}
         merged = merge_best_evidence([[(h.id, h.score) for h in hits] for hits in per_region])
+        merged, more = self._collapse(merged, lambda e: e[0], options.collapse)
         page = merged[options.offset:options.offset + options.k]
         reports = [RegionReport(r, hits[0].score if hits else None) for r, hits in zip(regions, per_region,
                                                                                        strict=True)]
@@ -207,7 +240,8 @@ class QueryEngine:
         region_of_hit: list[int] = []
         for item_id, score, region_index in page:
             hit = by_id[item_id]
-            hits_out.append(Hit(hit.id, score, hit.item))
+            hits_out.append(Hit(hit.id, score, {**hit.item, "more_ids": more.get(item_id, [])}
+                                if options.collapse != "none" else hit.item))
             region_of_hit.append(region_index)
             reports[region_index].hits += 1
         timings = {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000,
@@ -215,11 +249,82 @@ class QueryEngine:
         return QueryResult(hits_out, region_of_hit, reports, localized, len(merged) > options.offset + options.k,
                            {k: round(v, 2) for k, v in timings.items()})
 
+    def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of texts in the served image space.
+
+        Raises:
+            TextTowerError: no text model for the served image model (the message says `manage.py train-text`).
+        """
+        if self.text_model is None:
+            from engine.models.text_tower import TextTowerError
+
+            raise TextTowerError("text search is not configured: run `python manage.py train-text`")
+        return self.text_model.encoder(self.service.embedder.fingerprint).encode(list(texts))
+
+    def _item_vectors(self, ids: Sequence[int]) -> np.ndarray | None:
+        if not ids:
+            return None
+        fingerprint = self.service.embedder.fingerprint
+        found = {i: self.service.store.get_vector(int(i), fingerprint) for i in ids}
+        missing = [i for i, v in found.items() if v is None]
+        if missing:
+            raise UnknownItemsError(missing)
+        return np.stack([found[i] for i in ids]).astype(np.float32)
+
+    def search_composed(self, image: Image.Image | None, options: QueryOptions) -> QueryResult:
+        """Top hits for words, negative words and thumbs up / down items, with or without a photo (the photo's
+        whole frame, or the client's crop). Filters and the threshold apply as in a photo search; thumbs-down items
+        and their look-alikes (cosine >= text.look_alike) are left out.
+
+        Raises:
+            TextTowerError: words without a text model for the served image model.
+            UnknownItemsError: example ids the index does not hold.
+            EmptyQueryError: nothing positive to search for (only negative words / thumbs-down items).
+            ImageDecodeError, FilterError, GenerationError: as ``search``.
+        """
+        t0 = time.perf_counter()
+        texts = [t for t in (options.text, options.negative_text) if t]
+        encoded = dict(zip(texts, self.text_vectors(texts), strict=True)) if texts else {}
+        photo = None
+        if image is not None:
+            crop = image if options.crop is None else crop_box(image, options.crop)
+            photo = self._embed([crop])[0][0]
+        positives = self._item_vectors(options.positive_ids)
+        negatives = self._item_vectors(options.negative_ids)
+        query = compose_vector(text=encoded.get(options.text), photo=photo,
+                               negative_text=encoded.get(options.negative_text), positives=positives,
+                               negatives=negatives, weights=self.weights)
+        t1 = time.perf_counter()
+        want = options.offset + options.k + 1
+        fetch = want if negatives is None else 2 * want + 20  # look-alikes of thumbs-down items drop out
+        while True:
+            hits = self.service.search_vectors(query[None, :], fetch, options.filters, options.threshold,
+                                               exclude_ids=options.negative_ids)[0]
+            if negatives is not None and hits:
+                keep = drop_look_alikes(self._item_vectors([h.id for h in hits]), negatives, self.weights.look_alike)
+                kept = [h for h, ok in zip(hits, keep, strict=True) if ok]
+            else:
+                kept = hits
+            if len(kept) >= want or len(hits) < fetch or fetch >= self.service.store.count_items():
+                break
+            fetch *= 2
+        t2 = time.perf_counter()
+        page = kept[options.offset:options.offset + options.k]
+        region = Region(WHOLE if options.crop is None else tuple(options.crop), "whole" if options.crop is None
+                        else "user")  # type: ignore[arg-type]
+        report = RegionReport(region, kept[0].score if kept else None, len(page))
+        timings = {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "total": (time.perf_counter() - t0) * 1000}
+        return QueryResult(page, [0] * len(page), [report] if image is not None else [], False, len(kept) > want - 1,
+                           {k: round(v, 2) for k, v in timings.items()})
+
     def similar_to_item(self, item_id: int, options: QueryOptions) -> tuple[list[Hit], bool] | None:
         """Items most like a catalog item (itself excluded), paged; None when the item is unknown."""
-        hits = self.service.similar_to_item(item_id, options.offset + options.k + 1, options.filters,
-                                            options.threshold)
+        fetch = (options.offset + options.k + 1) * (FETCH_FACTOR if options.collapse != "none" else 1)
+        hits = self.service.similar_to_item(item_id, fetch, options.filters, options.threshold)
         if hits is None:
             return None
+        if options.collapse != "none":
+            hits, more = self._collapse(hits, lambda h: h.id, options.collapse)
+            hits = [Hit(h.id, h.score, {**h.item, "more_ids": more.get(h.id, [])}) for h in hits]
         return hits[options.offset:options.offset + options.k], len(hits) > options.offset + options.k
 

@@ -193,4 +193,42 @@ class SweepResult(Base):
     )
 
 
+class CurationRun(Base):
+    """One `manage.py duplicates` or `manage.py audit labels` run (issue 18): its parameters, a summary the
+    analytics pages show (duplicate rate, suspects per column) and its details (the groups, the suspects), which the
+    merchandiser pages list and search results collapse by (indexer/curation/records.py)."""
+
+    __tablename__ = "curation_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    model_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    generation: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+
+
+class LabelChange(Base):
+    """A taxonomy value a merchandiser changed through the label audit (`manage.py audit labels --apply`):
+    who, when, the old and the new value, and the audit run that suggested it (if any)."""
+
+    __tablename__ = "label_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(Integer, ForeignKey("catalog_items.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    column: Mapped[str] = mapped_column(String(64), nullable=False)
+    old_value: Mapped[str | None] = mapped_column(String(128))
+    new_value: Mapped[str] = mapped_column(String(128), nullable=False)
+    applied_by: Mapped[str] = mapped_column(String(128), nullable=False, default="")
+    run_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("curation_runs.id", ondelete="SET NULL"))
+    applied_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+
+
 Index("ix_item_embeddings_fp_rev", ItemEmbedding.fingerprint, ItemEmbedding.revision)

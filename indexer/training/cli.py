@@ -166,3 +166,58 @@ def train_classifier_cmd(settings: Settings, checkpoint: str | None, out: str | 
         train_classifier(opts, cfg, echo=click.echo)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@click.command("train-text")  # needs no web app (nor faiss)
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Checkpoint file (default: <text.checkpoint>/<image model fingerprint>.pt).")
+@click.option("--work-dir", default=None, type=click.Path(file_okay=False),
+              help="Served-vector cache + resumable state (default: text.cache_dir).")
+@click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False),
+              help="id,split file (default: splits.csv beside model.checkpoint, so test products stay unseen).")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=512, show_default=True, type=click.IntRange(2))
+@click.option("--lr", default=2e-3, show_default=True, type=float)
+@click.option("--width", default=256, show_default=True, type=click.IntRange(8))
+@click.option("--layers", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--heads", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--context-length", default=32, show_default=True, type=click.IntRange(4, 77))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default=None, help="Default: model.device (auto: cuda when a GPU is lent).")
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from the work dir's training state.")
+@click.option("--no-progress", is_flag=True)
+@with_settings
+def train_text_cmd(settings: Settings, catalog: str | None, images_root: str | None, out: str | None,
+                   work_dir: str | None, splits_file: str | None, epochs: int, batch_size: int, lr: float,
+                   width: int, layers: int, heads: int, context_length: int, seed: int, device: str | None,
+                   threads: int | None, resume: bool, no_progress: bool) -> None:
+    """Train the text tower (LiT: the served image model stays locked) so that words land in the served embedding
+    space and the existing index answers text queries; see docs/text-search.md."""
+    from engine.models.embedder import resolve_device
+    from engine.models.text_tower import text_checkpoint_path
+    from engine.train.text import TextTrainConfig
+    from indexer.embedders import create_embedder_from_settings
+    from indexer.training.text import TextTrainOptions, train_text_from_catalog
+
+    set_threads(threads)
+    fingerprint = create_embedder_from_settings(settings).fingerprint
+    path, root = default_catalog(settings, catalog, images_root)
+    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
+    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
+    opts = TextTrainOptions(
+        catalog=Path(path), images_root=Path(root) if root else None,
+        out=Path(out) if out else text_checkpoint_path(settings.resolve_path(settings.text.checkpoint),
+                                                               fingerprint),
+        work_dir=Path(work_dir) if work_dir else settings.resolve_path(settings.text.cache_dir), splits=splits,
+        image_fingerprint=fingerprint, tower={"width": width, "layers": layers, "heads": heads,
+                                              "context_length": context_length},
+        device=str(resolve_device(device or settings.model.device)), resume=resume, progress=not no_progress,
+        command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
+    cfg = TextTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    try:
+        train_text_from_catalog(settings, opts, cfg, echo=click.echo)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None

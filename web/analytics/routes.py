@@ -146,7 +146,17 @@ def runs_page():
                ("index_spec", "Index"), ("dataset", "Dataset")] + [(k, k) for k in metric_keys]
     return render_template("analytics/runs.html", runs=runs, sort=sort, desc=desc, metric_keys=metric_keys,
                            columns=columns,
-                           sweeps=list_sweeps(_store(), limit=1))
+                           sweeps=list_sweeps(_store(), limit=1), curation=_curation_summary())
+
+
+def _curation_summary() -> dict[str, dict | None]:
+    """The latest duplicates and label-audit runs (summary only) and the label changes applied, for the runs page."""
+    from indexer.curation import records
+
+    store = _store()
+    return {"duplicates": records.latest_run(store, records.DUPLICATES, with_details=False),
+            "audit": records.latest_run(store, records.AUDIT, with_details=False),
+            "changes": len(records.label_changes(store, limit=1000))}
 
 
 @bp.get("/analytics/runs/<int:run_id>")

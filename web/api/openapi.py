@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from indexer.curation.collapse import COLLAPSE_MODES
 from indexer.search.query import LOCALIZE_MODES
 from indexer.settings import OutfitSettings, WebSettings
+from web.api.params import MAX_EXAMPLE_IDS, MAX_TEXT_CHARS
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -31,7 +33,10 @@ ERRORS = {
     "405": _error_response("Method not allowed."),
     "413": _error_response("Request body over web.max_upload_mb."),
     "500": _error_response("Unexpected server error (logged; no details leak)."),
-    "503": _error_response("No index generation can be served yet."),
+    "429": _error_response("Too many searches from this client (web.rate_limit_per_minute; loopback exempt by "
+                           "default); code rate_limited, with a Retry-After header."),
+    "503": _error_response("No index generation can be served yet (index_unavailable), or every embedding slot "
+                           "is busy (busy, with a Retry-After header: web.max_concurrent_embeddings)."),
 }
 
 
@@ -80,7 +85,10 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                                "score": {"type": "number", "description": "Cosine similarity (higher is closer)."},
                                "region": {"type": "integer", "minimum": 0,
                                           "description": "Index into `regions`: the part of the photo that "
-                                                         "matched this item best."}}},
+                                                         "matched this item best."},
+                               "more_ids": {"type": "array", "items": {"type": "integer"},
+                                            "description": "With collapse: the other items of this result's "
+                                                           "duplicate / variant group (\"+N more\")."}}},
         "Region": {"type": "object", "required": ["box", "source", "best_score", "hits"],
                    "additionalProperties": False,
                    "properties": {"box": box,
@@ -96,12 +104,15 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
             "properties": {
                 "query": {"type": "object", "additionalProperties": False,
                           "required": [*query_props, "width", "height", "localized"],
-                          "properties": {**query_props, "width": {"type": "integer", "minimum": 1},
-                                         "height": {"type": "integer", "minimum": 1},
+                          "properties": {**query_props, **_composed_query_props(), "collapse": COLLAPSE_PROP,
+                                         "width": {"type": ["integer", "null"], "minimum": 1,
+                                                   "description": "The photo's width; null without a photo."},
+                                         "height": {"type": ["integer", "null"], "minimum": 1},
                                          "localized": {"type": "boolean",
                                                        "description": "True when crops of the photo were searched "
                                                                       "besides the whole photo."}}},
-                "regions": {"type": "array", "items": _ref("Region"), "minItems": 1},
+                "regions": {"type": "array", "items": _ref("Region"),
+                            "description": "Searched parts of the photo; empty for a query without a photo."},
                 "results": {"type": "array", "items": _ref("Hit")},
                 "has_more": {"type": "boolean", "description": "More results exist past offset + k."},
                 "generation": {"type": "string", "description": "The index generation that answered."},
@@ -113,7 +124,7 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
             "required": ["item", "query", "results", "has_more", "generation"],
             "properties": {"item": _ref("Item"),
                            "query": {"type": "object", "additionalProperties": False, "required": list(query_props),
-                                     "properties": query_props},
+                                     "properties": {**query_props, "collapse": COLLAPSE_PROP}},
                            "results": {"type": "array", "items": _ref("Hit")},
                            "has_more": {"type": "boolean"}, "generation": {"type": "string"}},
         },
@@ -131,6 +142,31 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                            "dim": {"type": "integer"}, "warning": {"type": "string"},
                            "probe_ms": {"type": "number"}, "error": {"type": "string"}},
         },
+    }
+
+
+COLLAPSE_PROP = {"enum": list(COLLAPSE_MODES),
+                 "description": "One result per duplicate (same picture) or variant (same shape, other colourway) "
+                                "group of the latest `manage.py duplicates` run; the rest in the result's more_ids."}
+
+
+def _composed_query_props() -> dict[str, Any]:
+    """What a search by words / thumbs up-down echoes back in `query` (present only for such a search)."""
+    ids = {"type": "array", "items": {"type": "integer", "minimum": 1}}
+    return {"text": {"type": "string"}, "negative_text": {"type": "string"}, "positive_ids": ids,
+            "negative_ids": ids}
+
+
+def _text_params_doc() -> dict[str, Any]:
+    """Search by words and relevance feedback (docs/text-search.md); each works with or without `image`."""
+    ids = {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": MAX_EXAMPLE_IDS}
+    return {
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "examples": ["navy linen shirt"],
+                 "description": "Words to search for; with a photo, a modifier of it (\"in red\", \"for women\")."},
+        "negative_text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "examples": ["striped"],
+                          "description": "Words the results should be unlike."},
+        "positive_ids": {**ids, "description": "Thumbs up: item ids the results should be like (a form: 12,34)."},
+        "negative_ids": {**ids, "description": "Thumbs down: item ids to drop, with their look-alikes."},
     }
 
 
@@ -154,6 +190,7 @@ def _search_params_doc(web: WebSettings) -> dict[str, Any]:
         "localize": {"enum": list(LOCALIZE_MODES), "default": web.localize,
                      "description": "Street-photo localisation: auto searches crops too unless the photo is a "
                                     "product shot on a plain background; crops always; off never. Ignored with crop."},
+        "collapse": {**COLLAPSE_PROP, "default": "none"},
     }
 
 
@@ -168,6 +205,10 @@ def openapi_document(web: WebSettings, outfit: OutfitSettings | None = None) -> 
 
     doc["paths"].update(analytics_paths(ERRORS))
     doc["components"]["schemas"].update(analytics_schemas())
+    from web.curation.openapi import curation_paths, curation_schemas
+
+    doc["paths"].update(curation_paths(ERRORS))
+    doc["components"]["schemas"].update(curation_schemas())
     doc["components"]["securitySchemes"] = {"analyticsToken": {
         "type": "http", "scheme": "bearer",
         "description": "web.analytics_token; only needed when the server is not bound to 127.0.0.1."}}
@@ -175,7 +216,7 @@ def openapi_document(web: WebSettings, outfit: OutfitSettings | None = None) -> 
 
 
 def _base_document(web: WebSettings) -> dict[str, Any]:
-    params = _search_params_doc(web)
+    params = {**_search_params_doc(web), **_text_params_doc()}
     json_body = {k: v for k, v in params.items() if k != "filter"}
     json_body["filters"] = {"type": "object", "additionalProperties": {
         "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
@@ -190,6 +231,7 @@ def _base_document(web: WebSettings) -> dict[str, Any]:
          "description": params["filter"]["description"]},
         {"name": "filters", "in": "query", "schema": params["filters"],
          "description": params["filters"]["description"]},
+        {"name": "collapse", "in": "query", "schema": params["collapse"]},
     ]
     item_id = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
     return {
@@ -202,24 +244,27 @@ def _base_document(web: WebSettings) -> dict[str, Any]:
         "paths": {
             "/api/search": {"post": {
                 "operationId": "search",
-                "summary": "Search by photo",
-                "description": f"Body at most {web.max_upload_mb} MB (else 413). Images: JPEG, PNG, WebP, GIF "
+                "summary": "Search by photo, by words, or both (with thumbs up / down)",
+                "description": "Send a photo (image), words (text), thumbs-up items, or any mix of them; at least "
+                               "one is needed. Without a text model for the served image model, queries with words "
+                               "answer 503 text_unavailable (run `manage.py train-text`). "
+                               f"Body at most {web.max_upload_mb} MB (else 413). Images: JPEG, PNG, WebP, GIF "
                                f"(first frame), at most {web.max_image_pixels:,} pixels.",
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {
-                        "type": "object", "required": ["image"],
+                        "type": "object",
                         "properties": {"image": {"type": "string", "contentMediaType": "application/octet-stream",
                                                  "description": "The photo file."}, **params}},
                         "encoding": {"image": {"contentType": "image/jpeg, image/png, image/webp, image/gif"}}},
                     "application/json": {"schema": {
-                        "type": "object", "required": ["image"], "additionalProperties": False,
+                        "type": "object", "additionalProperties": False,
                         "properties": {"image": {"type": "string", "contentEncoding": "base64",
                                                  "description": "The photo's bytes, base64 (a data: URL is fine)."},
                                        **json_body}}},
                 }},
                 "responses": {"200": {"description": "Results, best first.",
                                       "content": {"application/json": {"schema": _ref("SearchResponse")}}},
-                              **{c: ERRORS[c] for c in ("400", "405", "413", "500", "503")}},
+                              **{c: ERRORS[c] for c in ("400", "405", "413", "429", "500", "503")}},
             }},
             "/api/items/{item_id}": {"get": {
                 "operationId": "getItem", "summary": "One catalog item", "parameters": [item_id],
@@ -232,7 +277,7 @@ def _base_document(web: WebSettings) -> dict[str, Any]:
                 "parameters": [item_id, *query_params],
                 "responses": {"200": {"description": "Similar items, best first (the item itself excluded).",
                                       "content": {"application/json": {"schema": _ref("SimilarResponse")}}},
-                              **{c: ERRORS[c] for c in ("400", "404", "405", "500", "503")}},
+                              **{c: ERRORS[c] for c in ("400", "404", "405", "429", "500", "503")}},
             }},
             "/api/filters": {"get": {
                 "operationId": "filters", "summary": "Filterable columns and their values",

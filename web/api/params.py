@@ -17,12 +17,18 @@ from typing import Any
 
 from flask import Request
 
+from engine.models.text_tower import MAX_QUERY_CHARS
+from indexer.curation.collapse import COLLAPSE_MODES
 from indexer.search.query import LOCALIZE_MODES, QueryOptions
 from indexer.settings import WebSettings
 from web.errors import ApiError
 
-SEARCH_FIELDS = ("image", "k", "offset", "threshold", "crop", "filters", "filter", "localize")
-SIMILAR_FIELDS = ("k", "offset", "threshold", "filters", "filter")
+SEARCH_FIELDS = ("image", "k", "offset", "threshold", "crop", "filters", "filter", "localize", "text", "negative_text",
+                 "positive_ids", "negative_ids", "collapse")
+# Longest text or negative_text accepted, in characters; most example items per thumbs list.
+MAX_TEXT_CHARS = MAX_QUERY_CHARS
+MAX_EXAMPLE_IDS = 50
+SIMILAR_FIELDS = ("k", "offset", "threshold", "filters", "filter", "collapse")
 MAX_FILTER_COLUMNS = 20
 MAX_FILTER_VALUES = 100
 MAX_FILTER_VALUE_CHARS = 200
@@ -34,9 +40,9 @@ MAX_ITEM_ID = 2**63 - 1
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """A parsed POST /api/search: the image bytes and the query options."""
+    """A parsed POST /api/search: the image bytes (None for words / thumbs only) and the query options."""
 
-    image: bytes
+    image: bytes | None
     options: QueryOptions
 
 
@@ -94,6 +100,15 @@ def parse_localize(value: Any) -> str | None:
         return None
     if value not in LOCALIZE_MODES:
         raise ApiError(400, f"localize must be one of {', '.join(LOCALIZE_MODES)}, got {_show(value)}")
+    return str(value)
+
+
+def parse_collapse(value: Any) -> str:
+    """collapse=none|duplicates|variants (absent: none)."""
+    if value is None or value == "":
+        return "none"
+    if value not in COLLAPSE_MODES:
+        raise ApiError(400, f"collapse must be one of {', '.join(COLLAPSE_MODES)}, got {_show(value)}")
     return str(value)
 
 
@@ -173,10 +188,12 @@ def parse_search_request(request: Request, web: WebSettings) -> SearchRequest:
         if upload is None:
             if "image" in request.form:
                 raise ApiError(400, "image must be sent as a file part (curl -F image=@photo.jpg), not as text")
-            raise ApiError(400, "no photo: send it as a multipart file field named image")
+            if not _has_words_or_examples(fields):
+                raise ApiError(400, "no photo and no words, so nothing to search for: send a photo as a multipart "
+                                    "file field named image, and/or words in text")
         if len(request.files) > 1 or len(request.files.getlist("image")) > 1:
             raise ApiError(400, "send exactly one file, named image")
-        data = upload.read()
+        data = upload.read() if upload is not None else None
         params: Mapping[str, Any] = fields
     elif mimetype == "application/json" or mimetype.endswith("+json"):
         raw = request.get_data(cache=True)  # over the limit -> 413 here, not a misleading "invalid JSON"
@@ -187,16 +204,17 @@ def parse_search_request(request: Request, web: WebSettings) -> SearchRequest:
         if not isinstance(body, dict):
             raise ApiError(400, 'the JSON body must be an object such as {"image": "<base64>", "k": 10}')
         _reject_unknown(body, SEARCH_FIELDS)
-        if "image" not in body:
-            raise ApiError(400, "no photo: put its bytes, base64-encoded, in the image field")
-        data = decode_base64_image(body["image"])
+        if "image" not in body and not _has_words_or_examples(body):
+            raise ApiError(400, "no photo and no words, so nothing to search for: put a photo's bytes, "
+                                "base64-encoded, in the image field, and/or words in text")
+        data = decode_base64_image(body["image"]) if "image" in body else None
         params = body
     elif not mimetype:
         raise ApiError(400, "no content type: send multipart/form-data with an image file, or application/json")
     else:
         raise ApiError(400, f"unsupported content type {mimetype}: send multipart/form-data with an image file, "
                             "or application/json with a base64 image")
-    if not data:
+    if data is not None and not data:
         raise ApiError(400, "the photo is empty (0 bytes)")
     pairs = params.get("filter")
     if pairs is not None and not isinstance(pairs, list):
@@ -207,7 +225,8 @@ def parse_search_request(request: Request, web: WebSettings) -> SearchRequest:
 def parse_similar_args(request: Request, web: WebSettings) -> QueryOptions:
     """GET /api/items/<id>/similar query string: k, offset, threshold, filter=column:value (repeat), filters."""
     _reject_unknown(request.args, SIMILAR_FIELDS)
-    params = {key: request.args.get(key) for key in ("k", "offset", "threshold", "filters") if key in request.args}
+    params = {key: request.args.get(key) for key in ("k", "offset", "threshold", "filters", "collapse")
+              if key in request.args}
     return _options(params, web, request.args.getlist("filter"))
 
 
@@ -218,7 +237,44 @@ def _options(params: Mapping[str, Any], web: WebSettings, pairs: list[str] | Non
         raise ApiError(400, f"offset + k may be at most {web.max_results}")
     return QueryOptions(k=k, offset=offset, filters=parse_filters(params.get("filters"), pairs),
                         threshold=parse_threshold(params.get("threshold")), crop=parse_crop(params.get("crop")),
-                        localize=parse_localize(params.get("localize")) or "")
+                        localize=parse_localize(params.get("localize")) or "",
+                        text=parse_text("text", params.get("text")),
+                        negative_text=parse_text("negative_text", params.get("negative_text")),
+                        positive_ids=parse_ids("positive_ids", params.get("positive_ids")),
+                        negative_ids=parse_ids("negative_ids", params.get("negative_ids")),
+                        collapse=parse_collapse(params.get("collapse")))
+
+
+def _has_words_or_examples(params: Mapping[str, Any] | Any) -> bool:
+    return any(key in params for key in ("text", "negative_text", "positive_ids", "negative_ids"))
+
+
+def parse_text(name: str, value: Any) -> str:
+    """Words of a query: a non-empty string of at most MAX_TEXT_CHARS characters; absent means none."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, f"{name} must be a string of words, got {_show(value)}")
+    text = " ".join(value.split())
+    if not text:
+        raise ApiError(400, f"{name} is empty: type a few words (e.g. navy linen shirt), or leave it out")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ApiError(400, f"{name} is too long ({len(text)} characters): at most {MAX_TEXT_CHARS}")
+    return text
+
+
+def parse_ids(name: str, value: Any) -> tuple[int, ...]:
+    """Item ids (thumbs up / down): a JSON list of integers, or "12,34" in a form; absent or empty means none."""
+    if value is None or value == "" or value == []:
+        return ()
+    parts = value if isinstance(value, list) else [p for p in re.split(r"[,\s]+", value.strip()) if p] \
+        if isinstance(value, str) else None
+    if parts is None:
+        raise ApiError(400, f"{name} must be a list of item ids, got {_show(value)}")
+    if len(parts) > MAX_EXAMPLE_IDS:
+        raise ApiError(400, f"{name} has too many ids (at most {MAX_EXAMPLE_IDS})")
+    ids = tuple(dict.fromkeys(parse_int(name, p, 1, MAX_ITEM_ID) for p in parts))
+    return ids
 
 
 def _multipart_fields(request: Request) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from engine.models.text_tower import TextTowerError
 from indexer.catalog.images import ImageDecodeError, decode_image
+from indexer.search.composed import EmptyQueryError, UnknownItemsError
 from indexer.search.query import QueryOptions
 from indexer.store.catalog_store import FilterError
 from indexer.vectors.generations import GenerationError
@@ -24,8 +26,14 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def _query_json(options: QueryOptions) -> dict[str, Any]:
-    return {"k": options.k, "offset": options.offset, "filters": options.filters or {},
-            "threshold": options.threshold, "crop": list(options.crop) if options.crop else None}
+    out = {"k": options.k, "offset": options.offset, "filters": options.filters or {},
+           "threshold": options.threshold, "crop": list(options.crop) if options.crop else None}
+    if options.composed:
+        out.update({"text": options.text, "negative_text": options.negative_text,
+                    "positive_ids": list(options.positive_ids), "negative_ids": list(options.negative_ids)})
+    if options.collapse != "none":
+        out["collapse"] = options.collapse
+    return out
 
 
 def _run(fn, *args):
@@ -34,8 +42,10 @@ def _run(fn, *args):
         return fn(*args)
     except FilterError as exc:
         raise ApiError(400, str(exc)) from None
-    except ImageDecodeError as exc:
+    except (ImageDecodeError, UnknownItemsError, EmptyQueryError) as exc:
         raise ApiError(400, str(exc)) from None
+    except TextTowerError as exc:  # no text model for the served image model: text search is unavailable
+        raise ApiError(503, f"search by words is not available: {exc}", "text_unavailable") from None
     except GenerationError as exc:  # also SearchUnavailableError: the vector store cannot answer (Milvus down, ...)
         raise ApiError(503, f"the search index is not available: {exc}", "index_unavailable") from None
 
@@ -47,14 +57,23 @@ def search():
     web = rt.settings.web
     t0 = time.perf_counter()
     parsed = parse_search_request(request, web)
-    try:
-        image = decode_image(parsed.image, web.max_image_pixels, web.decode_min_side)
-    except ImageDecodeError as exc:
-        raise ApiError(400, f"could not read the photo: {exc}") from None
+    image = None
+    if parsed.image is not None:
+        try:
+            image = decode_image(parsed.image, web.max_image_pixels, web.decode_min_side)
+        except ImageDecodeError as exc:
+            raise ApiError(400, f"could not read the photo: {exc}") from None
     t1 = time.perf_counter()
-    result = _run(rt.query.search, image, parsed.options)
+    if image is None and not parsed.options.composed:
+        raise ApiError(400, "no photo and no words, so nothing to search for: send a photo (image), words (text) "
+                            "or thumbs-up items")
+    if parsed.options.composed:  # words and / or thumbs up / down, with or without a photo
+        result = _run(rt.query.search_composed, image, parsed.options)
+    else:
+        result = _run(rt.query.search, image, parsed.options)
     gen = _run(rt.search.served)[0].manifest.name
-    width, height = image.info.get("original_size", image.size)  # the uploaded size, before reduced decoding
+    # the uploaded size, before reduced decoding; None for a query without a photo
+    width, height = image.info.get("original_size", image.size) if image is not None else (None, None)
     body = {
         "query": {**_query_json(parsed.options), "width": width, "height": height,
                   "localized": result.localized},

@@ -89,7 +89,7 @@ def outfit_paths(web: WebSettings, outfit: OutfitSettings, errors: dict[str, Any
                             "explode": True, "description": filter_params["filter"]["description"]},
                            {"name": "filters", "in": "query", "schema": filter_params["filters"],
                             "description": filter_params["filters"]["description"]}],
-            "responses": {"200": ok, **{c: errors[c] for c in ("400", "404", "405", "500")}, "503": unavailable},
+            "responses": {"200": ok, **{c: errors[c] for c in ("400", "404", "405", "429", "500")}, "503": unavailable},
         }},
         "/api/outfit": {"post": {
             "operationId": "photoOutfit", "summary": "Complete the look around a photo (or a crop of it)",
@@ -105,6 +105,6 @@ def outfit_paths(web: WebSettings, outfit: OutfitSettings, errors: dict[str, Any
                     "properties": {"image": {"type": "string", "contentEncoding": "base64"},
                                    **{k: v for k, v in photo_props.items() if k != "filter"}}}},
             }},
-            "responses": {"200": ok, **{c: errors[c] for c in ("400", "405", "413", "500")}, "503": unavailable},
+            "responses": {"200": ok, **{c: errors[c] for c in ("400", "405", "413", "429", "500")}, "503": unavailable},
         }},
     }

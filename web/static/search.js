@@ -25,7 +25,10 @@
   // On phones the query panel fills the first screen: bring new results into view.
   const narrowScreen = window.matchMedia("(max-width: 860px)");
 
-  const state = { file: null, itemId: null, itemTitle: "", crop: null, offset: 0, seq: 0, objectUrl: null };
+  const state = { file: null, itemId: null, itemTitle: "", crop: null, offset: 0, seq: 0, objectUrl: null,
+                  text: "", positive: [], negative: [] };
+  const textInput = $("text-query");
+  const modifierInput = $("modifier");
 
   // ---- query parameters ------------------------------------------------------------------------------
   function currentFilters() {
@@ -37,14 +40,26 @@
     }
     return filters;
   }
+  function currentCollapse() {
+    const select = $("collapse");
+    return select ? select.value : "none";
+  }
   function currentThreshold() {
     const value = Number(threshold.value);
     return value > 0 ? value : null;
   }
 
   // ---- running a search ------------------------------------------------------------------------------
+  // Words, modifier and thumbs up / down (docs/text-search.md): sent with the photo, or alone as JSON.
+  function currentModifier() {
+    return modifierInput && state.file ? modifierInput.value.trim() : "";
+  }
+  function hasWordsOrThumbs() {
+    return Boolean(state.text || currentModifier() || state.positive.length || state.negative.length);
+  }
+
   async function run(append) {
-    if (!state.file && state.itemId === null) return;
+    if (!state.file && state.itemId === null && !state.text && !state.positive.length) return;
     const seq = ++state.seq;
     const offset = append ? state.offset : 0;
     if (!append) {
@@ -67,7 +82,24 @@
         const t = currentThreshold();
         if (t !== null) body.append("threshold", String(t));
         if (state.crop) body.append("crop", state.crop.map((v) => v.toFixed(4)).join(","));
+        if (currentCollapse() !== "none") body.append("collapse", currentCollapse());
+        if (currentModifier()) body.append("text", currentModifier());
+        if (state.positive.length) body.append("positive_ids", state.positive.join(","));
+        if (state.negative.length) body.append("negative_ids", state.negative.join(","));
         response = await fetch("/api/search", { method: "POST", body });
+      } else if (state.itemId === null || hasWordsOrThumbs()) {
+        const body = { k: PAGE, offset };
+        const filters = currentFilters();
+        if (Object.keys(filters).length) body.filters = filters;
+        const t = currentThreshold();
+        if (t !== null) body.threshold = t;
+        if (state.text) body.text = state.text;
+        const positive = state.itemId !== null ? [state.itemId, ...state.positive] : state.positive;
+        if (positive.length) body.positive_ids = positive;
+        if (state.negative.length) body.negative_ids = state.negative;
+        response = await fetch("/api/search", {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        });
       } else {
         const params = new URLSearchParams({ k: String(PAGE), offset: String(offset) });
         for (const [column, values] of Object.entries(currentFilters())) {
@@ -75,6 +107,7 @@
         }
         const t = currentThreshold();
         if (t !== null) params.set("threshold", String(t));
+        if (currentCollapse() !== "none") params.set("collapse", currentCollapse());
         response = await fetch(`/api/items/${state.itemId}/similar?${params}`);
       }
       const data = await response.json().catch(() => null);
@@ -140,6 +173,13 @@
       colour.append(swatch, hit.base_colour);
     }
     node.querySelector(".score").textContent = hit.score.toFixed(2);
+    if (hit.more_ids && hit.more_ids.length) {
+      const moreBadge = document.createElement("span");
+      moreBadge.className = "card-more";
+      moreBadge.textContent = `+${hit.more_ids.length} more`;
+      moreBadge.title = `Also in this group: items ${hit.more_ids.join(", ")}`;
+      node.querySelector(".score").after(moreBadge);
+    }
     const more = node.querySelector(".more-like");
     more.href = `/?item=${hit.id}`;
     more.dataset.item = String(hit.id);
@@ -190,6 +230,7 @@
     state.file = file;
     state.itemId = null;
     state.crop = null;
+    resetWords();
     if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
     state.objectUrl = URL.createObjectURL(file);
     showQueryImage(state.objectUrl);
@@ -199,6 +240,7 @@
 
   function setItem(id, title, push) {
     state.file = null;
+    resetWords();
     state.itemId = Number(id);
     state.itemTitle = title || "";
     state.crop = null;
@@ -342,7 +384,7 @@
 
   // ---- filters, threshold, load more -----------------------------------------------------------------
   form.addEventListener("change", (event) => {
-    if (event.target.matches("select[name=filter]")) run(false);
+    if (event.target.matches("select[name=filter], #collapse")) run(false);
   });
   threshold.addEventListener("input", () => {
     thresholdValue.textContent = currentThreshold() === null ? "off" : Number(threshold.value).toFixed(2);
@@ -359,6 +401,55 @@
     run(false);
   });
   loadMore.addEventListener("click", () => run(true));
+
+  // ---- words, modifier, thumbs up / down ---------------------------------------------------------------
+  function resetWords() {
+    state.text = "";
+    state.positive = [];
+    state.negative = [];
+    if (modifierInput) modifierInput.value = "";
+  }
+  function searchWords() {
+    const text = textInput.value.trim();
+    if (!text) return;
+    resetWords();
+    state.text = text;
+    state.file = null;
+    state.itemId = null;
+    state.crop = null;
+    dropzone.classList.remove("has-image");
+    if (location.search) history.pushState({}, "", "/");
+    run(false);
+  }
+  if (textInput) {
+    $("text-search").addEventListener("click", searchWords);
+    textInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        searchWords();
+      }
+    });
+  }
+  if (modifierInput) {
+    modifierInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        run(false);
+      }
+    });
+    modifierInput.addEventListener("change", () => run(false));
+  }
+  // Thumbs re-rank the grid in place: the same query plus the feedback, no new upload.
+  results.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("button.thumb");
+    if (!button) return;
+    const id = Number(button.closest(".card").dataset.itemId);
+    const up = button.classList.contains("thumb-up");
+    state.positive = state.positive.filter((x) => x !== id);
+    state.negative = state.negative.filter((x) => x !== id);
+    (up ? state.positive : state.negative).push(id);
+    run(false);
+  });
 
   // ---- start -----------------------------------------------------------------------------------------
   const startItem = new URLSearchParams(location.search).get("item");
