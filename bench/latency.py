@@ -19,7 +19,6 @@ HTTP + framework overhead at p50, errors, and the server's resident memory (VmRS
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
 import os
@@ -41,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.report import markdown_table, update_section  # noqa: E402
+from bench.serving import free_port, rss_mb, start_server  # noqa: E402
 
 # Side of the square phone-size copies of the street photos: 3464 x 3464 = 12.0 megapixels.
 PHONE_SIDE = 3464
@@ -102,45 +102,6 @@ def multipart(data: bytes) -> tuple[bytes, str]:
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.jpg\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(config: Path, port: int, log: Path, threads: int = 8, thumbs: Path | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
-    env.update({"LOOKALIKE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"})
-    if thumbs is not None:
-        env["LOOKALIKE_WEB__THUMB_CACHE_DIR"] = str(thumbs)
-    with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--threads", str(threads)], cwd=REPO, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("server did not become healthy")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class KeepAliveClient:

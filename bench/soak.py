@@ -25,11 +25,8 @@ import csv
 import http.client
 import io
 import json
-import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.report import markdown_table, update_section  # noqa: E402
+from bench.serving import free_port, rss_mb, start_server  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "fashion-product-images"
 
@@ -84,45 +82,6 @@ def make_queries(rows: list[dict[str, str]], n_catalog: int, n_street: int, seed
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory (VmRSS) of a process in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def start_server(config: Path, port: int, log: Path, threads: int) -> subprocess.Popen:
-    """`manage.py serve` on 127.0.0.1:port, returned once /healthz answers 200."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
-    env.update({"LOOKALIKE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"})
-    with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--threads", str(threads)], cwd=REPO, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("server did not become healthy")
 
 
 def write_config(folder: Path) -> Path:
