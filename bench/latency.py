@@ -349,9 +349,10 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
         f"{model['input']} px input), runtime {model['runtime']}. Query photos of {args.images} catalog products: "
         f"{n_catalog} catalog product shots (searched whole), {n_street} SYNTHETIC street photos (a catalog product "
         f"pasted at 30-50% of the frame height on a cluttered scene, 320 px, indexer/datasets/synthetic.py; "
-        f"localised by `web.localize = \"auto\"`: whole photo + 5 grid crops + activation crop, in one batched "
-        f"forward) and the same {n_street} street photos as 12-megapixel JPEGs ({PHONE_SIDE}x{PHONE_SIDE}, quality "
-        f"90; decoded reduced, web.decode_min_side); text = the titles of {args.images} other catalog products as "
+        f"localised by `web.localize = \"auto\"`: whole photo + 5 grid crops in one batched forward, then "
+        f"the activation crop in a second) and the same {n_street} street photos as 12-megapixel JPEGs "
+        f"({PHONE_SIDE}x{PHONE_SIDE}, quality 90; decoded reduced, web.decode_min_side); text = the titles of "
+        f"{args.images} other catalog products as "
         f"JSON `{{\"text\": ...}}` queries (text tower + vector search, docs/text-search.md). k={args.k}.",
         "",
         "In-process = `decode_image` + `QueryEngine.search` (localise, embed, vector search, SQL hydration) in the "
