@@ -1,15 +1,19 @@
 """Curation in real headless Chromium (issue 18): the duplicate groups page (sorted by size), the label suspects
 page, and on the search page the "Group look-alikes" toggle ("+N more") and "Why?" (heatmaps). Screenshots are
-saved into docs/img/ (curation-*.png) for the docs."""
+saved into test-artifacts/ (curation-*.png); set LOOKALIKE_UPDATE_DOC_IMAGES=1 to refresh docs/img/ from them
+(the suite never changes tracked files otherwise)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import urllib.request
 
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.conftest import screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -17,9 +21,9 @@ DOCS_IMG = REPO / "docs" / "img"
 
 
 def _shot(page, name: str) -> None:
-    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(img => { img.loading = 'eager'; })")
-    page.wait_for_function("() => [...document.images].every(img => img.complete)")
-    page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=True)
+    path = screenshot(page, name)
+    if os.environ.get("LOOKALIKE_UPDATE_DOC_IMAGES") == "1":
+        shutil.copyfile(path, DOCS_IMG / f"{name}.png")
 
 
 @pytest.fixture(scope="module")
