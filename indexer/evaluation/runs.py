@@ -120,7 +120,10 @@ def _failures(store, details: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_run(store, run_id: int) -> dict[str, Any] | None:
-    """One run for its page: summary, curve, per-label rows worst first, failures with catalog items resolved."""
+    """One run for its page: summary, curve, per-label rows worst first, failures with catalog items resolved;
+    None when there is no such run (ids past SQL's 64-bit integer range included: the driver cannot send them)."""
+    if not 0 < int(run_id) < 2**63:
+        return None
     with store.sessions() as s:
         run = s.get(EvaluationRun, int(run_id))
         if run is None:

@@ -142,3 +142,13 @@ def test_access_off_elsewhere_unless_token(settings):
     for method in ("post", "put", "delete"):
         assert getattr(client, method)("/api/analytics/runs", environ_base=remote,
                                        headers={"Authorization": "Bearer s3cret"}).status_code == 405
+
+
+def test_run_ids_past_sqls_integer_range_are_404(analytics):
+    """Found by the hypothesis fuzzer: /api/analytics/runs/9223372036854775808 answered 500 (the driver overflowed)."""
+    _, client, _runs, _ = analytics
+    for path in ("/api/analytics/runs/9223372036854775808", "/analytics/runs/99999999999999999999"):
+        resp = client.get(path, environ_base=LOCAL)
+        assert resp.status_code == 404, (path, resp.status_code)
+    body = client.get("/api/analytics/runs/9223372036854775808", environ_base=LOCAL).get_json()
+    assert body["error"]["message"].startswith("there is no evaluation run")
