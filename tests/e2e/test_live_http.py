@@ -33,6 +33,22 @@ def _multipart(fields: dict[str, tuple[str, bytes] | str]) -> tuple[bytes, str]:
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
+def call_json(url: str, method: str, path: str, fields: dict | None = None) -> tuple[int, dict]:
+    """(status, JSON body) of one request to the server at url; ``fields`` are sent as multipart form data."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    try:
+        if fields is None:
+            conn.request(method, path)
+        else:
+            body, ctype = _multipart(fields)
+            conn.request(method, path, body=body, headers={"Content-Type": ctype})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
 def post_search(live_server, fields, chunked: bool = False) -> tuple[int, dict]:
     body, ctype = _multipart(fields)
     conn = _conn(live_server)

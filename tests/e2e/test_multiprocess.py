@@ -14,13 +14,10 @@ request sent after a removal's SQL commit (the `remove` command's return) gets a
 from __future__ import annotations
 
 import csv
-import http.client
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,7 +25,7 @@ from indexer.settings import load_settings
 from indexer.vectors.generations import current_name
 from tests.conftest import index_in_process, run_manage, write_config, write_small_catalog
 from tests.e2e.conftest import start_server, stop_server
-from tests.e2e.test_live_http import _multipart
+from tests.e2e.test_live_http import call_json
 from tests.pg import database_url, pg_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability("concurrency")]
@@ -36,20 +33,6 @@ N_SERVERS = 3
 N_BASE, N_ADDED = 12, 4
 DB_KIND = "postgresql" if pg_available() else "sqlite"
 
-
-def call(url: str, method: str, path: str, fields: dict | None = None) -> tuple[int, dict]:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-    try:
-        if fields is None:
-            conn.request(method, path)
-        else:
-            body, ctype = _multipart(fields)
-            conn.request(method, path, body=body, headers={"Content-Type": ctype})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
 
 
 class Client(threading.Thread):
@@ -70,9 +53,10 @@ class Client(threading.Thread):
             sent = time.monotonic()
             try:
                 if i % 2:
-                    status, body = call(url, "GET", f"/api/items/{self.item_ids[i % len(self.item_ids)]}/similar?k=8")
+                    item = self.item_ids[i % len(self.item_ids)]
+                    status, body = call_json(url, "GET", f"/api/items/{item}/similar?k=8")
                 else:
-                    status, body = call(url, "POST", "/api/search", {"image": ("q.jpg", self.photos[i % len(
+                    status, body = call_json(url, "POST", "/api/search", {"image": ("q.jpg", self.photos[i % len(
                         self.photos)]), "k": "8", "localize": "off"})
             except Exception as exc:  # noqa: BLE001 - a dropped connection counts too
                 self.problems.append(f"{url}: {type(exc).__name__}: {exc}")
@@ -98,7 +82,7 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
 def assert_all_serve(urls: list[str], generation: str) -> None:
     """The first request each process answers now is served from `generation`."""
     for url in urls:
-        status, health = call(url, "GET", "/healthz")
+        status, health = call_json(url, "GET", "/healthz")
         assert status == 200 and health["generation"] == generation, (url, health)
 
 
@@ -126,7 +110,7 @@ def test_three_processes_follow_index_changes(tmp_path, db_url, kind, small_embe
         started = list(pool.map(lambda n: start_server(config, tmp_path / f"server{n}.log"), range(N_SERVERS)))
     procs, urls = [p for p, _ in started], [u for _, u in started]
     try:
-        status, first = call(urls[0], "GET", "/api/items/1")
+        status, first = call_json(urls[0], "GET", "/api/items/1")
         assert status == 200, first
         client = Client(urls, [photo[r["id"]] for r in rows[:4]], [2, 3, 4])  # 1 = rows[0], removed below
         client.start()
@@ -138,7 +122,7 @@ def test_three_processes_follow_index_changes(tmp_path, db_url, kind, small_embe
         generation = current_name(index_dir)
         assert_all_serve(urls, generation)
         for url in urls:
-            status, found = call(url, "POST", "/api/search", {"image": ("q.jpg", photo[rows[-1]["id"]]), "k": "1",
+            status, found = call_json(url, "POST", "/api/search", {"image": ("q.jpg", photo[rows[-1]["id"]]), "k": "1",
                                                               "localize": "off"})
             assert status == 200 and found["results"][0]["external_id"] == rows[-1]["id"], (url, found)
         scoreboard.cases(1)
@@ -149,7 +133,7 @@ def test_three_processes_follow_index_changes(tmp_path, db_url, kind, small_embe
         out = run_manage("index", str(catalog), "--no-progress", config=config)
         assert out.returncode == 0, out.stderr
         for url in urls:
-            status, found = call(url, "POST", "/api/search", {"image": ("q.jpg", photo[rows[0]["id"]]), "k": "1",
+            status, found = call_json(url, "POST", "/api/search", {"image": ("q.jpg", photo[rows[0]["id"]]), "k": "1",
                                                               "localize": "off"})
             assert status == 200 and found["results"][0]["title"] == changed[0]["title"], (url, found)
         scoreboard.cases(1)
@@ -167,7 +151,7 @@ def test_three_processes_follow_index_changes(tmp_path, db_url, kind, small_embe
         assert_all_serve(urls, generation)
         for url in urls:
             for external_id in gone:
-                status, found = call(url, "POST", "/api/search", {"image": ("q.jpg", photo[external_id]), "k": "8",
+                status, found = call_json(url, "POST", "/api/search", {"image": ("q.jpg", photo[external_id]), "k": "8",
                                                                   "localize": "off"})
                 assert status == 200 and external_id not in [h["external_id"] for h in found["results"]], url
         scoreboard.cases(1)

@@ -11,21 +11,19 @@ are left exactly as the killed process left them.
 from __future__ import annotations
 
 import csv
-import http.client
 import json
 import signal
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from indexer.pipeline.crash_safety import CRASH_POINTS
 from tests.conftest import index_in_process, run_manage, write_config, write_small_catalog
 from tests.e2e.conftest import start_server, stop_server
-from tests.e2e.test_live_http import _multipart
+from tests.e2e.test_live_http import call_json
 from tests.indexer.test_crash import assert_invariants
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability("crash")]
@@ -70,10 +68,10 @@ class SearchingClient(threading.Thread):
     def _request(self, i: int) -> tuple[str, int, dict]:
         if i % 2 == 0:
             photo = self.photos[i // 2 % len(self.photos)]
-            return "search", *_call(self.url, "POST", "/api/search",
+            return "search", *call_json(self.url, "POST", "/api/search",
                                     {"image": ("q.jpg", photo), "k": "10", "localize": "off"})
         item = self.item_ids[i // 2 % len(self.item_ids)]
-        return f"similar:{item}", *_call(self.url, "GET", f"/api/items/{item}/similar?k=10")
+        return f"similar:{item}", *call_json(self.url, "GET", f"/api/items/{item}/similar?k=10")
 
     def _check(self, what: str, status: int, body: dict, before: dict[int, str], after: dict[int, str]) -> None:
         if status >= 500:
@@ -169,9 +167,9 @@ def test_live_server_answers_only_active_items_through_every_crash(tmp_path, sha
         assert summary["new"] == 0, "the run killed after the swap had finished every item: none may be redone"
         client.wait_for_answers("index rerun", ANSWERS_AFTER_KILL)
         # The running server now serves the finished generation: the last item added is found by its photo.
-        status, health = _call(url, "GET", "/healthz")
+        status, health = call_json(url, "GET", "/healthz")
         assert status == 200 and health["count"] == n_total, health
-        status, found = _call(url, "POST", "/api/search", {"image": ("q.jpg", (tmp_path / "cat" / rows[-1]["image"])
+        status, found = call_json(url, "POST", "/api/search", {"image": ("q.jpg", (tmp_path / "cat" / rows[-1]["image"])
                                                                      .read_bytes()), "k": "1", "localize": "off"})
         assert status == 200 and found["results"][0]["external_id"] == rows[-1]["id"], found
         with sqlite3.connect(db) as conn:
@@ -201,17 +199,3 @@ def test_live_server_answers_only_active_items_through_every_crash(tmp_path, sha
     assert "Traceback" not in (tmp_path / "server.log").read_text()
     assert_invariants(config, n_total - 4, small_embedder, scoreboard)
 
-
-def _call(url: str, method: str, path: str, fields: dict | None = None) -> tuple[int, dict]:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-    try:
-        if fields is None:
-            conn.request(method, path)
-        else:
-            body, ctype = _multipart(fields)
-            conn.request(method, path, body=body, headers={"Content-Type": ctype})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()

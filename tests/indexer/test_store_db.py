@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import numpy as np
@@ -12,21 +11,7 @@ import sqlalchemy as sa
 from indexer.store.catalog_store import FilterError, Store
 from indexer.store.db import StoreError, check_database, create_db_engine, downgrade_database, upgrade_database
 from indexer.store.tables import Base, CatalogItem
-
-PG_URL = os.environ.get("LOOKALIKE_TEST_PG_URL", "")
-
-
-def _pg_available() -> bool:
-    if not PG_URL:
-        return False
-    try:
-        eng = sa.create_engine(PG_URL)
-        with eng.connect():
-            pass
-        eng.dispose()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not available"
-        return False
+from tests.pg import PG_URL, pg_available
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -34,7 +19,7 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    if not _pg_available():
+    if not pg_available():
         pytest.skip("PostgreSQL not reachable at LOOKALIKE_TEST_PG_URL (make test starts it)")
     schema = f"t_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_URL)
