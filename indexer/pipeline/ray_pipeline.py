@@ -139,20 +139,18 @@ def embed_batch(embedder, batch: dict[str, np.ndarray], max_pixels: int, pool: T
         if sha == skips[i]:
             return sha, None, ""
         try:
-            return sha, embedder.preprocess(decode_image(data, max_pixels)), ""
+            return sha, embedder.preprocessor.pixels(decode_image(data, max_pixels)), ""
         except ImageDecodeError as exc:
             return sha, None, f"undecodable image: {exc}"
 
     loaded = list(pool.map(load, range(n))) if pool is not None else [load(i) for i in range(n)]
     vectors = np.zeros((n, embedder.dim), np.float32)
     embedded = np.zeros(n, bool)
-    rows = [i for i, (_, tensor, _) in enumerate(loaded) if tensor is not None]
+    rows = [i for i, (_, pixels, _) in enumerate(loaded) if pixels is not None]
     forward = np.zeros(n, np.float64)
     if rows:
-        from engine.models.preprocess import stack_tensors
-
         t0 = time.perf_counter()
-        vectors[rows] = embedder.embed_tensors(stack_tensors([loaded[i][1] for i in rows]))
+        vectors[rows] = embedder.embed_tensors(embedder.preprocessor.batch_from_pixels([loaded[i][1] for i in rows]))
         embedded[rows] = True
         forward[0] = time.perf_counter() - t0
     return {"key": keys, "sha": np.asarray([s for s, _, _ in loaded], dtype=object), "embedded": embedded,

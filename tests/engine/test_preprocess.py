@@ -98,3 +98,19 @@ def test_params_are_json_data(prep: Preprocessor) -> None:
     params = prep.params()
     assert params["size"] == 32 and params["fill"] == [255, 255, 255]
     assert params["mean"] == list(MEAN) and params["std"] == list(STD)
+
+
+def test_normalised_bit_for_bit_as_the_reference_formula() -> None:
+    """Stored vectors depend on these exact floats (PREPROCESS_VERSION is part of the fingerprint): normalising each
+    channel plane straight from uint8 must equal normalising the HWC float array and transposing it, bit for bit."""
+    prep = Preprocessor(40, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    rng = np.random.default_rng(7)
+    imgs = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+            for w, h in ((60, 80), (40, 40), (7, 93), (120, 33))]
+    offset = np.array([m * 255.0 for m in prep.mean], dtype=np.float32)
+    scale = np.array([1.0 / (s * 255.0) for s in prep.std], dtype=np.float32)
+    reference = np.stack([((np.asarray(letterbox(img, 40), dtype=np.uint8).astype(np.float32) - offset) * scale)
+                          .transpose(2, 0, 1) for img in imgs])
+    assert np.array_equal(prep.batch(imgs).numpy(), reference)
+    assert np.array_equal(prep.batch_from_pixels([prep.pixels(img) for img in imgs]).numpy(), reference)
+    assert np.array_equal(prep.array(imgs[2]), reference[2])
