@@ -111,12 +111,14 @@ class Store:
         ids: list[int | None] = [None] * len(rows)
         fresh = [i for i, row in enumerate(rows) if not row.get("existing_id")]
         if fresh:
-            # New items: one multi-row INSERT ... RETURNING (the common case of a bulk import).
+            # New items: multi-row INSERT ... RETURNING (the common case of a bulk import). The ids are matched back
+            # by external id (unique), not by row order: asking SQLAlchemy for parameter order makes it insert one
+            # row per statement on SQLite (measured: 100 statements for 100 rows, most of the write's time).
             values = [_item_values(rows[i]) | {"created_at": now, "updated_at": now} for i in fresh]
-            result = session.execute(insert(CatalogItem).returning(CatalogItem.id, sort_by_parameter_order=True),
-                                     values)
-            for i, new_id in zip(fresh, result.scalars(), strict=True):
-                ids[i] = new_id
+            result = session.execute(insert(CatalogItem).returning(CatalogItem.id, CatalogItem.external_id), values)
+            new_ids = {external_id: new_id for new_id, external_id in result.all()}
+            for i in fresh:
+                ids[i] = new_ids[rows[i]["external_id"]]
         embeddings = []
         for i, row in enumerate(rows):
             if ids[i] is None:  # an existing item whose image or model changed
