@@ -1,11 +1,12 @@
 """Bulk indexing: catalog rows -> image bytes -> decoded tensors -> embeddings -> SQL -> index generation.
 
 Stages are plain callables joined here. A producer thread reads and hashes image files and decodes
-them on a small thread pool, keeping `prefetch_batches` batches ready while the main thread embeds
-and writes. SQL is written first (items + vectors, one transaction per `commit_every` items); the
-index generation is derived from SQL at the end and made current by an atomic swap. A kill at any
-moment loses at most the uncommitted batch, which the next run redoes; nothing is duplicated
-because items are keyed by external id and embeddings by item id.
+them on a small thread pool into letterboxed pixels, normalised straight into batch arrays, keeping
+`prefetch_batches` batches ready while the main thread embeds; a writer thread commits the embedded
+batches to SQL meanwhile (items + vectors, one transaction per `commit_every` items, in order). SQL
+is written first: the index generation is derived from SQL at the end and made current by an atomic
+swap. A kill at any moment loses at most the uncommitted batches, which the next run redoes; nothing
+is duplicated because items are keyed by external id and embeddings by item id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,30 +114,28 @@ class IndexingPipeline:
     def _decode(self, work: WorkItem):
         try:
             img = decode_image(work.data, self.max_pixels)
-            return work, self.embedder.preprocess(img), None
+            return work, self.embedder.preprocessor.pixels(img), None
         except ImageDecodeError as exc:
             return work, None, str(exc)
 
     def _producer(self, source: CatalogSource, report: IndexReport, bar: tqdm, out: queue.Queue,
                   stop: threading.Event) -> None:
-        from engine.models.preprocess import stack_tensors
-
         try:
             with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
                 chunk: list[WorkItem] = []
 
                 def flush(works: list[WorkItem]) -> None:
-                    good, tensors = [], []
-                    for work, tensor, err in pool.map(self._decode, works):
+                    good, pixels = [], []
+                    for work, px, err in pool.map(self._decode, works):
                         if err is not None:
                             report.problems.append(RowProblem(work.row.row, work.row.external_id,
                                                               f"undecodable image: {err}"))
                             bar.update(1)
                         else:
                             good.append(work)
-                            tensors.append(tensor)
+                            pixels.append(px)
                     if good:
-                        out.put(_Batch(good, stack_tensors(tensors)))
+                        out.put(_Batch(good, self.embedder.preprocessor.batch_from_pixels(pixels)))
 
                 for work in self._plan(source, report, bar):
                     if stop.is_set():
@@ -199,6 +198,10 @@ class IndexingPipeline:
                                         name="index-producer", daemon=True)
             producer.start()
             pending: list[tuple[WorkItem, np.ndarray]] = []
+            # SQL transactions run on their own thread while the next batches are embedded; one at a time and in
+            # order (the next waits for the one before, whose error surfaces here), all committed before publish.
+            writer = ThreadPoolExecutor(1, thread_name_prefix="sql-writer")
+            in_flight: Future | None = None
             try:
                 while True:
                     item = q.get()
@@ -211,11 +214,16 @@ class IndexingPipeline:
                     report.embedded_seconds += time.perf_counter() - te
                     pending.extend(zip(item.works, vecs, strict=True))
                     if len(pending) >= self.commit_every:
-                        self._write(pending, report)
+                        if in_flight is not None:
+                            in_flight.result()
+                        in_flight = writer.submit(self._write, pending, report)
                         pending = []
                     bar.update(len(item.works))
+                if in_flight is not None:
+                    in_flight.result()
                 self._write(pending, report)
             finally:
+                writer.shutdown(wait=True)  # a transaction under way finishes (it is committed work) before we go on
                 stop.set()
                 while producer.is_alive():  # drain so the producer can exit
                     try:
