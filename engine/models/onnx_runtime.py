@@ -199,6 +199,10 @@ def _open_session(path: Path, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(0, int(threads))  # 0 = ONNX Runtime's default (all physical cores)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Worker threads sleep between parallel sections instead of spin-waiting: the forward pass shares the cores with
+    # decode, SQL and request threads, and spinning burned ~14% more CPU per batch of 64 for the same wall time,
+    # CPU those threads needed (a single photo's forward pass waits ~1 ms longer to wake them; BENCHMARKS.md).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only; the parity probe below decides whether the session is used
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
