@@ -158,3 +158,27 @@ def test_manifest_describes_the_build(settings, store, small_embedder, catalog):
     assert m["metric"] == "inner_product" and m["count"] == 40 and m["spec"] == "Flat"
     assert set(m["checksums"]) == {"index.faiss", "ids.npy", "vectors.npy"} and m["high_water"] >= 40
     assert m["settings"]["model"]["input_size"] == 96
+
+
+def test_a_failing_sql_write_stops_the_run_and_keeps_what_was_committed(settings, store, small_embedder, catalog,
+                                                                        monkeypatch):
+    """SQL is written on a writer thread: its error must reach the caller (no hang, no silent loss), the transactions
+    before it stay committed, and the next run embeds only the rest."""
+    pipeline = create_pipeline(settings, store, small_embedder, progress=False)
+    pipeline.batch_size, pipeline.commit_every = 4, 8
+    real, calls = store.write_embedded, []
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "write_embedded", failing_second)
+    with pytest.raises(RuntimeError, match="disk full"):
+        pipeline.run(open_catalog(catalog))
+    assert len(store.existing_items()) == 8  # the first transaction
+    monkeypatch.setattr(store, "write_embedded", real)
+    again = run_index(settings, store, small_embedder, catalog)
+    assert (again.new, again.unchanged) == (32, 8)
+    assert again.published and again.generation_count == 40
