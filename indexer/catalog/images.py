@@ -8,6 +8,8 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.models.preprocess import to_rgb
+
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -85,24 +87,6 @@ def _decode(data: bytes, max_pixels: int, min_side: int = 0) -> Image.Image:
         img = img.reduce(factor)
     img.info["original_size"] = (w, h)
     return img
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB; transparency is composited on white (catalog photos are on white)."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        img = img.point(lambda v: v / 256).convert("L")
-    if img.mode == "F":
-        img = img.convert("L")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        img = img.convert("RGBA")
-        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        canvas.alpha_composite(img)
-        return canvas.convert("RGB")
-    return img.convert("RGB")
 
 
 def crop_box(img: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
