@@ -181,9 +181,9 @@ class TextSettings:
 class CurationSettings:
     """[curation]: duplicates, variants and the label audit (docs/curation.md)."""
 
-    duplicate_threshold: float = 0.99
+    duplicate_threshold: float = 0.98
     duplicate_candidates: int = 10
-    duplicate_min_cosine: float = 0.99
+    duplicate_min_cosine: float = 0.97
     variant_threshold: float = 0.93
     audit_neighbours: int = 20
     audit_max_current: float = 0.2

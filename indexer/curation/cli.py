@@ -69,7 +69,7 @@ def duplicates_cmd(settings: Settings, threshold: float | None, variant_threshol
 
     from indexer.curation import records
     from indexer.curation.duplicates import find_duplicates
-    from indexer.curation.image_match import picture_grid
+    from indexer.curation.image_match import GRID_H, GRID_W, picture_grid
     from indexer.curation.variants import find_variants
 
     if as_json and as_csv:
@@ -86,7 +86,7 @@ def duplicates_cmd(settings: Settings, threshold: float | None, variant_threshol
             with Image.open(rows[row]["image_path"]) as img:
                 return picture_grid(img)
         except OSError:
-            return np.zeros((48, 48, 3), np.float32)  # unreadable picture: never verified as a duplicate
+            return np.zeros((GRID_H, GRID_W, 3), np.float32)  # unreadable picture: never verified as a duplicate
 
     report = find_duplicates(ids.tolist(), [r["content_sha256"] for r in rows], vectors, load_grid, threshold,
                              cfg.duplicate_candidates, cfg.duplicate_min_cosine, progress=not (as_json or as_csv))
