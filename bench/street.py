@@ -7,7 +7,9 @@ never used in training): the gallery is --gallery products (every one of them in
 temporary database), the queries are SYNTHETIC photos of a seeded sample of --queries of them. easy = the default
 generator (product 65-95% of the frame); hard = `--preset hard` (20-55% of a cluttered frame, rotated, cut off,
 occluded, colour cast, blur, JPEG 25-70). Rows: whole photo only (`localize=off`), whole + grid + activation crops
-(`crops`), and the API default (`auto`), with the engine's own p50 time in this process and how often a crop's wrong
+(`crops`), `auto` without a detector (grid + activation crops; the API default before issue 16), and `detector`:
+`auto` with the built-in garment detector (web.detector = "builtin", models/detector; the API default now), with the
+engine's own p50 time in this process and how often a crop's wrong
 result came first. Writes BENCHMARKS.md section "street".
 
     python bench/street.py [--gallery 2000] [--queries 300] [--no-write]
@@ -36,9 +38,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300, help="SYNTHETIC query photos per set.")
     ap.add_argument("--size", type=int, default=320, help="Query photo size in px.")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--detection-scenes", type=int, default=300, help="SYNTHETIC test scenes for the detector's AP.")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
+    from engine.models.detector_setup import resolve_detector
     from indexer.datasets.make_pairs import make_synthetic_pairs
     from indexer.datasets.pairs import PairSet, read_pair_set
     from indexer.datasets.synthetic import SyntheticConfig, hard_street_config
@@ -52,6 +56,17 @@ def main() -> None:
     if not catalog.is_file() or not splits.is_file():
         raise SystemExit(f"error: needs the catalog ({catalog}) and the checkpoint's splits ({splits})")
     embedder = create_embedder_from_settings(settings)
+    detector, why_not = resolve_detector("builtin", embedder, settings.resolve_path(settings.web.detector_checkpoint),
+                                         settings.web.detector_threshold,
+                                         settings.resolve_path(settings.model.onnx_dir), settings.model.threads)
+    if detector is None:
+        raise SystemExit(f"error: {why_not}")
+    modes = (*SERVED_MODES, "detector")
+    from indexer.evaluation.detection import evaluate_detection
+
+    detection = evaluate_detection(settings, detector, catalog, None, splits, args.detection_scenes, progress=False)
+    print(f"detector AP@0.5 {detection.metrics['AP@0.5']:.3f} on {args.detection_scenes} SYNTHETIC test scenes",
+          flush=True)
     started, load_start = time.perf_counter(), os.getloadavg()
     rows, raw = [], {}
     with tempfile.TemporaryDirectory(prefix="lookalike-street-") as tmp:
@@ -63,28 +78,43 @@ def main() -> None:
             picks = sorted(random.Random(args.seed).sample(range(len(full.pairs)), min(args.queries,
                                                                                        len(full.pairs))))
             pair_set = PairSet(full.source, [full.pairs[i] for i in picks], full.gallery, full.problems)
-            report = evaluate_served(settings, embedder, pair_set, synthetic=True, ks=(1, 5, 10, 20))
+            report = evaluate_served(settings, embedder, pair_set, synthetic=True, ks=(1, 5, 10, 20),
+                                     detector=detector)
             raw[name] = report.extra["served"]
-            for mode in SERVED_MODES:
+            for mode in modes:
                 r = raw[name][mode]
                 rows.append([name, mode, r["n_queries"], f"{r['recall@1']:.3f}", f"{r['recall@5']:.3f}",
                              f"{r['recall@10']:.3f}", f"{r['recall@20']:.3f}", f"{r['p50_ms']:.1f}",
-                             r["crop_ranked_first_over_the_right_item"]])
-            print(f"{name}: " + ", ".join(f"{m} r@1 {raw[name][m]['recall@1']:.3f}" for m in SERVED_MODES), flush=True)
+                             r["crop_ranked_first_over_the_right_item"], r["queries_with_garments"]])
+            print(f"{name}: " + ", ".join(f"{m} r@1 {raw[name][m]['recall@1']:.3f}" for m in modes), flush=True)
     load_end = os.getloadavg()
     table = markdown_table(["set (SYNTHETIC)", "localize", "queries", "recall@1", "recall@5", "recall@10",
-                            "recall@20", "engine p50 ms", "a crop's wrong result first"], rows)
+                            "recall@20", "engine p50 ms", "a crop's wrong result first",
+                            "queries with garments detected"], rows)
     gain = raw["hard"]["auto"]["recall@1"] - raw["hard"]["off"]["recall@1"]
+    det_gain = raw["hard"]["detector"]["recall@1"] - raw["hard"]["auto"]["recall@1"]
+    det_meta = detector.meta
+    slot_ap = ", ".join(f"{slot} {m['AP@0.5']:.3f}" for slot, m in detection.per_slot.items())
     body = "\n".join([
         f"SYNTHETIC street photos of test-split products (never used in training) against a gallery of "
         f"{args.gallery:,} test products indexed by the real pipeline; {args.queries} queries per set, {args.size} px. "
         f"Served model: fingerprint {embedder.fingerprint[:12]} ({embedder.dim}-d, {embedder.input_size} px, runtime "
-        f"{embedder.runtime}); every query through the API's QueryEngine (`evaluate street2shop --served`). No "
-        "garment detector yet (issue 16): the `auto` row is grid crops + activation crop merged by best evidence.",
+        f"{embedder.runtime}); every query through the API's QueryEngine (`evaluate street2shop --served`). `auto` = "
+        "grid crops + activation crop merged by best evidence (no detector); `detector` = the built-in garment "
+        f"detector (models/detector, trained on SYNTHETIC scenes of train products only, {det_meta['input_size']} px "
+        f"trunk, threshold {settings.web.detector_threshold}, {detector.runtime}): garments searched one by "
+        "one in the photo's batch; the default answer starts with the garment of highest confidence x sqrt(area) x "
+        "centrality (the whole photo steps in only when 0.05 more similar), then every garment and the whole photo "
+        "by best evidence; no grid crop unless nothing is detected.",
+        "",
+        f"Detector on {args.detection_scenes} SYNTHETIC scenes of test products (`manage.py evaluate detection`): "
+        f"AP@0.5 {detection.metrics['AP@0.5']:.3f} (mean over slots; {slot_ap}), recall@0.5 "
+        f"{detection.metrics['recall@0.5']:.3f} at the served threshold, {detection.metrics['n_objects']} garments.",
         "",
         table,
         "",
-        f"On the hard set localisation adds {gain * 100:+.1f} points of recall@1 over the whole photo alone. "
+        f"On the hard set grid localisation adds {gain * 100:+.1f} points of recall@1 over the whole photo alone, "
+        f"the detector {det_gain * 100:+.1f} points over grid localisation (`auto`). "
         f"Load average (1/5/15 min) at start {load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f}, at end "
         f"{load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f}; the p50 times are in-process and move with the "
         f"load of the shared 2 cores (bench/latency.py measures latency). Run took "

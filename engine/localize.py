@@ -6,7 +6,9 @@ the whole photo plus a few crops at fixed scales and positions plus one crop aro
 activations say the catalog-like content is, and merges the results by best evidence: an item's score is its
 best similarity to any region. Searching the whole photo is always one of the regions, so an item that matches
 the whole photo keeps its score. A detector can be plugged in (``load_detector``) by users who have weights;
-its boxes are searched as extra regions.
+its boxes are searched as extra regions. The built-in detector (``engine.models.detector``, web.detector =
+"builtin") replaces the grid when it finds garments: each garment is searched on its own and the one the shopper
+most likely means (``shopper_focus``) gives the default answer.
 
 Pure logic (region proposal, map -> box, merging) works on plain numbers and arrays; ``FeatureProbe`` is the
 only part that touches torch: it captures the last spatial feature map of a forward pass through a hook.
@@ -213,6 +215,26 @@ def merge_best_evidence(per_region: Sequence[Sequence[tuple[int, float]]]) -> li
             if current is None or score > current[0]:
                 best[item_id] = (score, region_index)
     return sorted(((i, s, r) for i, (s, r) in best.items()), key=lambda t: (-t[1], t[0]))
+
+
+def shopper_focus(box: Box, confidence: float) -> float:
+    """How likely a detected garment is the one the shopper means: confidence x sqrt(area) x centrality.
+
+    Centrality is 1 at the photo's centre and falls linearly to 0.5 at a corner: shoppers frame what they want
+    roughly in the middle and large, but a confident small garment still beats an unsure large one.
+    """
+    x0, y0, x1, y1 = box
+    area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    dist = float(np.hypot((x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5)) / float(np.hypot(0.5, 0.5))
+    return float(confidence) * float(np.sqrt(area)) * (1.0 - 0.5 * min(1.0, dist))
+
+
+def pad_box(box: Box, share: float = 0.08) -> Box:
+    """A box grown by ``share`` of its width / height on each side, clipped to the photo (catalog photos show a
+    margin around the product; tight detector boxes cut it off)."""
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * share, (y1 - y0) * share
+    return (max(0.0, x0 - dx), max(0.0, y0 - dy), min(1.0, x1 + dx), min(1.0, y1 + dy))
 
 
 def drop_near_duplicates(regions: Sequence[Region], iou_limit: float = 0.8) -> list[Region]:

@@ -122,7 +122,9 @@ class WebSettings:
     thumb_cache_dir: str = "var/thumbs"
     cache_max_age_s: int = 86400
     localize: str = "auto"
-    detector: str = ""
+    detector: str = "builtin"
+    detector_checkpoint: str = "models/detector"
+    detector_threshold: float = 0.3
     torch_threads: int = 0
     analytics_token: str = ""
     # Abuse limits (web/limits.py); commented defaults in config.toml [web].

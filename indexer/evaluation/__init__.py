@@ -3,5 +3,5 @@ plots, stored runs and the analyst views of them (runs), the index sweep (sweep)
 `sweep` (cli).
 
 May import: engine/, indexer.catalog, indexer.datasets, indexer.store, indexer.vectors, indexer.pipeline,
-indexer.search, indexer.wiring, indexer.settings.
+indexer.search, indexer.wiring, indexer.settings, indexer.training.detector (the detector's SYNTHETIC scenes).
 """

@@ -8,7 +8,10 @@ every query runs through ``QueryEngine.search`` once per localisation mode, side
 
 - ``off``: the whole photo only;
 - ``crops``: whole photo + grid crops + activation crop, merged by best evidence;
-- ``auto``: what the API does by default (web.localize; product shots searched whole).
+- ``auto``: the API's default without a detector (web.localize; product shots searched whole);
+- ``detector`` (when a detector is given, e.g. the built-in one): ``auto`` with it: the detected garments
+  searched one by one, the default answer is the garment the shopper most likely means (grid crops only when
+  nothing is detected).
 
 A hit is a gallery image of the query's item; recall@k is the share of queries with one in the first k results.
 The per-query time is the engine's own (decode excluded), in this process.
@@ -80,11 +83,18 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
     with tempfile.TemporaryDirectory(prefix="lookalike-served-eval-") as tmp:
         local, store = _index_gallery(settings, embedder, pair_set, Path(tmp), progress)
         try:
-            engine = QueryEngine(create_search_service(local, store, embedder), detector, settings.web.localize)
+            service = create_search_service(local, store, embedder)
+            engine = QueryEngine(service, None, settings.web.localize)
             engine.warm_up()
-            ranks: dict[str, list[int | None]] = {m: [] for m in modes}
-            millis: dict[str, list[float]] = {m: [] for m in modes}
-            background_wins = {m: 0 for m in modes}
+            engines = {m: (engine, m) for m in modes}
+            if detector is not None:
+                with_detector = QueryEngine(service, detector, settings.web.localize)
+                with_detector.warm_up()
+                engines["detector"] = (with_detector, "auto")
+            ranks: dict[str, list[int | None]] = {m: [] for m in engines}
+            millis: dict[str, list[float]] = {m: [] for m in engines}
+            background_wins = {m: 0 for m in engines}
+            with_garments = {m: 0 for m in engines}
             labels: list[str] = []
             bar = tqdm(pair_set.pairs, desc="served queries", unit="q", disable=not progress)
             for pair in bar:
@@ -100,9 +110,10 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
                     w, h = image.info.get("original_size", image.size)
                     crop = (x0 / w, y0 / h, x1 / w, y1 / h)
                 labels.append(pair.label)
-                for mode in modes:
+                for mode, (eng, localize) in engines.items():
                     s = time.perf_counter()
-                    result = engine.search(image, QueryOptions(k=k_max, crop=crop, localize=mode))
+                    result = eng.search(image, QueryOptions(k=k_max, crop=crop, localize=localize))
+                    with_garments[mode] += bool(result.garments)
                     millis[mode].append((time.perf_counter() - s) * 1000)
                     found = [item_of_image.get(h.item.get("external_id", "")) for h in result.hits]
                     rank = next((r for r, item in enumerate(found) if item == pair.item_id), None)
@@ -116,12 +127,14 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
     if not labels:
         raise ValueError("nothing to evaluate: no usable query photo")
     rows: dict[str, dict[str, float]] = {}
-    for mode in modes:
+    for mode in ranks:
         r = np.array([np.inf if v is None else v for v in ranks[mode]])
         rows[mode] = {**{f"recall@{k}": float(np.mean(r < k)) for k in ks},
                       "p50_ms": float(np.median(millis[mode])), "n_queries": int(len(r)),
-                      "crop_ranked_first_over_the_right_item": int(background_wins[mode])}
-    default = settings.web.localize if settings.web.localize in rows else modes[-1]
+                      "crop_ranked_first_over_the_right_item": int(background_wins[mode]),
+                      "queries_with_garments": int(with_garments[mode])}
+    default = "detector" if "detector" in rows and settings.web.localize == "auto" else (
+        settings.web.localize if settings.web.localize in rows else modes[-1])
     per_label: dict[str, dict[str, float]] = {}
     r_default = np.array([np.inf if v is None else v for v in ranks[default]])
     for label in sorted(set(labels)):
@@ -149,7 +162,8 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
 
 def format_served_rows(rows: dict[str, dict[str, Any]], ks: Sequence[int], synthetic: bool) -> str:
     """The modes side by side, one line each."""
-    names = {"off": "whole photo only", "crops": "whole + grid/activation crops", "auto": "auto (API default)"}
+    names = {"off": "whole photo only", "crops": "whole + grid/activation crops", "auto": "auto without detector",
+             "detector": "auto with the detector (API default)"}
     head = ("SYNTHETIC " if synthetic else "") + "street2shop through the served QueryEngine:"
     lines = [head]
     for mode, row in rows.items():

@@ -11,6 +11,7 @@ import click
 
 from indexer.cli_support import (
     default_catalog,
+    fail,
     set_threads,
     with_settings,
 )
@@ -221,3 +222,59 @@ def train_text_cmd(settings: Settings, catalog: str | None, images_root: str | N
         train_text_from_catalog(settings, opts, cfg, echo=click.echo)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@click.command("train-detector")  # needs no web app (nor faiss)
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(),
+              help="Folder (or .pt file) of the detector (default: web.detector_checkpoint); the file is named after "
+                   "the served model's fingerprint.")
+@click.option("--work-dir", default="var/train/detector", show_default=True, type=click.Path(file_okay=False),
+              help="Cached trunk features of the scenes + resumable state.")
+@click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False),
+              help="id,split file (default: splits.csv beside model.checkpoint, so test products stay unseen).")
+@click.option("--train-scenes", default=3000, show_default=True, type=click.IntRange(1))
+@click.option("--val-scenes", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--input-size", default=256, show_default=True, type=click.IntRange(64),
+              help="Side of the letterboxed square the trunk sees (a multiple of 32).")
+@click.option("--width", default=96, show_default=True, type=click.IntRange(8), help="Channels of the head.")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=2e-3, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--scene-seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from the work dir's training state.")
+@click.option("--no-progress", is_flag=True)
+@with_settings
+def train_detector_cmd(settings: Settings, catalog: str | None, images_root: str | None, out: str | None,
+                       work_dir: str, splits_file: str | None, train_scenes: int, val_scenes: int, input_size: int,
+                       width: int, epochs: int, batch_size: int, lr: float, seed: int, scene_seed: int,
+                       threads: int | None, resume: bool, no_progress: bool) -> None:
+    """Train the built-in garment detector (web.detector = "builtin") on SYNTHETIC scenes of train products, over the
+    served model's frozen trunk; see docs/training.md."""
+    from engine.train.detector import HeadTrainConfig
+    from indexer.embedders import create_embedder_from_settings
+    from indexer.training.detector import DetectorTrainOptions, train_detector
+
+    if input_size % 32:
+        fail(f"--input-size must be a multiple of 32, got {input_size}")
+    set_threads(threads)
+    embedder = create_embedder_from_settings(settings)
+    path, root = default_catalog(settings, catalog, images_root)
+    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
+    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
+    if splits is None or not splits.is_file():
+        fail(f"needs the served checkpoint's product splits ({splits}); pass --splits")
+    opts = DetectorTrainOptions(
+        catalog=Path(path), images_root=Path(root) if root else None, splits=splits,
+        out=Path(out) if out else settings.resolve_path(settings.web.detector_checkpoint),
+        work_dir=settings.resolve_path(work_dir), train_scenes=train_scenes, val_scenes=val_scenes,
+        input_size=input_size, width=width, scene_seed=scene_seed, resume=resume, progress=not no_progress,
+        command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
+    cfg = HeadTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    try:
+        train_detector(settings, embedder, opts, cfg, echo=click.echo)
+    except ValueError as exc:
+        fail(str(exc))

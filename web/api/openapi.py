@@ -98,9 +98,24 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                                   "hits": {"type": "integer", "minimum": 0,
                                            "description": "Returned results this region explains best."},
                                   "label": {"type": "string"}, "confidence": {"type": "number"}}},
+        "Garment": {
+            "type": "object", "additionalProperties": False,
+            "required": ["box", "slot", "confidence", "region", "focus", "results"],
+            "description": "A garment the detector found in the photo (web.detector; trained on SYNTHETIC scenes).",
+            "properties": {"box": box,
+                           "slot": {"type": "string", "examples": ["topwear", "footwear"],
+                                    "description": "Outfit slot of the garment ([outfit] slots)."},
+                           "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                           "region": {"type": "integer", "minimum": 0, "description": "Index into `regions`."},
+                           "focus": {"type": "number", "minimum": 0,
+                                     "description": "confidence x sqrt(area) x centrality: the highest is the "
+                                                    "default garment."},
+                           "results": {"type": "array", "items": _ref("Hit"),
+                                       "description": "This garment's own first k results."}}},
         "SearchResponse": {
             "type": "object", "additionalProperties": False,
-            "required": ["query", "regions", "results", "has_more", "generation", "timing_ms"],
+            "required": ["query", "regions", "results", "garments", "default_garment", "has_more", "generation",
+                         "timing_ms"],
             "properties": {
                 "query": {"type": "object", "additionalProperties": False,
                           "required": [*query_props, "width", "height", "localized"],
@@ -114,6 +129,14 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                 "regions": {"type": "array", "items": _ref("Region"),
                             "description": "Searched parts of the photo; empty for a query without a photo."},
                 "results": {"type": "array", "items": _ref("Hit")},
+                "garments": {"type": "array", "items": _ref("Garment"),
+                             "description": "Detected garments, each with its results (localize=auto with a "
+                                            "detector and no crop box); empty otherwise. `results` then starts "
+                                            "with `default_garment`'s results (the whole photo only where it "
+                                            "matches clearly better), then every garment and the whole photo "
+                                            "merged by best evidence."},
+                "default_garment": {"type": ["integer", "null"], "minimum": 0,
+                                    "description": "Index into `garments` of the garment `results` answers."},
                 "has_more": {"type": "boolean", "description": "More results exist past offset + k."},
                 "generation": {"type": "string", "description": "The index generation that answered."},
                 "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},

@@ -18,7 +18,7 @@ from indexer.store.catalog_store import FilterError
 from indexer.vectors.generations import GenerationError
 from web.api.openapi import openapi_document
 from web.api.params import parse_item_id, parse_search_request, parse_similar_args
-from web.api.serializers import hit_json, item_json
+from web.api.serializers import garment_json, hit_json, item_json
 from web.errors import ApiError
 from web.runtime import runtime
 
@@ -79,6 +79,8 @@ def search():
                   "localized": result.localized},
         "regions": [r.as_dict() for r in result.regions],
         "results": [hit_json(h, r) for h, r in zip(result.hits, result.region_of_hit, strict=True)],
+        "garments": [garment_json(result, g) for g in result.garments],
+        "default_garment": result.default_garment,
         "has_more": result.has_more,
         "generation": gen,
         "timing_ms": {"decode": round((t1 - t0) * 1000, 2), **result.timings_ms,

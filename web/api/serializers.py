@@ -27,3 +27,12 @@ def item_json(item: dict[str, Any]) -> dict[str, Any]:
     out["thumb_url"] = f"{page}/thumb"
     out["item_url"] = page
     return out
+
+
+def garment_json(result, garment) -> dict[str, Any]:  # noqa: ANN001 - indexer.search.query QueryResult, GarmentResult
+    """A detected garment: its box, slot, confidence, region index and its own first results."""
+    region = result.regions[garment.region].region
+    return {"box": [round(float(v), 6) for v in region.box], "slot": region.label,
+            "confidence": round(float(region.confidence or 0.0), 6), "region": garment.region,
+            "focus": round(float(garment.focus), 6),
+            "results": [hit_json(h, garment.region) for h in garment.hits]}

@@ -1,4 +1,5 @@
-// The search page: upload (file picker, drag-and-drop, paste), crop box, filters, "more like this",
+// The search page: upload (file picker, drag-and-drop, paste), crop box, detected garments (boxes + chips; each
+// garment's results come in the first answer, so picking one needs no new upload), filters, "more like this",
 // "load more". Talks to the JSON API only; the server renders nothing here but the first page.
 (() => {
   "use strict";
@@ -26,7 +27,11 @@
   const narrowScreen = window.matchMedia("(max-width: 860px)");
 
   const state = { file: null, itemId: null, itemTitle: "", crop: null, offset: 0, seq: 0, objectUrl: null,
-                  text: "", positive: [], negative: [] };
+                  text: "", positive: [], negative: [], garments: [], garment: null, defaultGarment: null };
+  const garmentBoxes = $("garment-boxes");
+  const garmentChips = $("garment-chips");
+  const SLOT_NAMES = { topwear: "Top", bottomwear: "Bottom", one_piece: "Dress", footwear: "Shoes", bag: "Bag",
+                       accessory: "Accessory" };
   const textInput = $("text-query");
   const modifierInput = $("modifier");
 
@@ -63,10 +68,9 @@
     const seq = ++state.seq;
     const offset = append ? state.offset : 0;
     if (!append) {
+      clearGarments();
       // web/static/outfit.js completes the look for the same query.
-      document.dispatchEvent(new CustomEvent("lookalike:query", {
-        detail: { file: state.file, itemId: state.itemId, crop: state.crop, filters: currentFilters() },
-      }));
+      announceQuery(state.crop);
     }
     setBusy(true);
     hideError();
@@ -81,7 +85,8 @@
         if (Object.keys(filters).length) body.append("filters", JSON.stringify(filters));
         const t = currentThreshold();
         if (t !== null) body.append("threshold", String(t));
-        if (state.crop) body.append("crop", state.crop.map((v) => v.toFixed(4)).join(","));
+        const crop = state.crop || pickedGarmentCrop();
+        if (crop) body.append("crop", crop.map((v) => v.toFixed(4)).join(","));
         if (currentCollapse() !== "none") body.append("collapse", currentCollapse());
         if (currentModifier()) body.append("text", currentModifier());
         if (state.positive.length) body.append("positive_ids", state.positive.join(","));
@@ -127,6 +132,10 @@
   }
 
   function render(data, append, offset) {
+    if (!append && data.garments && data.garments.length && !state.crop) {
+      showGarments(data);
+      return;
+    }
     if (!append) results.replaceChildren();
     const fragment = document.createDocumentFragment();
     for (const hit of data.results) fragment.appendChild(makeCard(hit));
@@ -186,6 +195,94 @@
     more.dataset.title = hit.title || "";
     return node;
   }
+
+  // ---- detected garments -----------------------------------------------------------------------------
+  function announceQuery(crop) {
+    document.dispatchEvent(new CustomEvent("lookalike:query", {
+      detail: { file: state.file, itemId: state.itemId, crop, filters: currentFilters() },
+    }));
+  }
+  // The server searches a garment's box grown by 8% per side (engine.localize.pad_box); "load more" of a picked
+  // garment sends the same box as a crop, so its next pages continue the same ranking.
+  function padBox(box, share = 0.08) {
+    const dx = (box[2] - box[0]) * share;
+    const dy = (box[3] - box[1]) * share;
+    return [Math.max(0, box[0] - dx), Math.max(0, box[1] - dy), Math.min(1, box[2] + dx), Math.min(1, box[3] + dy)];
+  }
+  function pickedGarmentCrop() {
+    if (state.garment === null || state.garment === state.defaultGarment) return null;
+    return padBox(state.garments[state.garment].box);
+  }
+  function clearGarments() {
+    state.garments = [];
+    state.garment = null;
+    state.defaultGarment = null;
+    garmentBoxes.replaceChildren();
+    garmentChips.replaceChildren();
+    garmentChips.hidden = true;
+  }
+  function slotName(slot) {
+    return SLOT_NAMES[slot] || (slot ? slot.charAt(0).toUpperCase() + slot.slice(1).replace("_", " ") : "Garment");
+  }
+  function showGarments(data) {
+    clearGarments();
+    state.garments = data.garments;
+    state.defaultGarment = data.default_garment;
+    data.garments.forEach((garment, index) => {
+      const label = `${slotName(garment.slot)} (${Math.round(garment.confidence * 100)}% sure)`;
+      const box = document.createElement("button");
+      box.type = "button";
+      box.className = "garment-box";
+      box.dataset.index = String(index);
+      box.title = label;
+      box.setAttribute("aria-label", `Show results for the ${label}`);
+      placeBox(box, garment.box);
+      garmentBoxes.append(box);
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "garment-chip";
+      chip.dataset.index = String(index);
+      chip.dataset.slot = garment.slot;
+      chip.textContent = slotName(garment.slot);
+      chip.title = label;
+      garmentChips.append(chip);
+    });
+    garmentChips.hidden = false;
+    caption.textContent = "We found these garments: pick one, or drag a box to search any part.";
+    pickGarment(data.default_garment, data);
+  }
+  // Shows a garment's results from the answer already here (no upload); "complete the look" follows it.
+  function pickGarment(index, data) {
+    const garment = state.garments[index];
+    if (!garment) return;
+    state.garment = index;
+    for (const el of [...garmentBoxes.children, ...garmentChips.children]) {
+      const active = Number(el.dataset.index) === index;
+      el.classList.toggle("active", active);
+      if (el.classList.contains("garment-chip")) el.setAttribute("aria-pressed", active ? "true" : "false");
+    }
+    results.replaceChildren();
+    const fragment = document.createDocumentFragment();
+    const hits = index === state.defaultGarment && data ? data.results : garment.results;
+    for (const hit of hits) fragment.appendChild(makeCard(hit));
+    results.appendChild(fragment);
+    if (window.lookalikePaintSwatches) window.lookalikePaintSwatches(results);
+    state.offset = hits.length;
+    loadMore.hidden = index === state.defaultGarment && data ? !data.has_more : hits.length < PAGE;
+    statusEl.textContent = `${hits.length} results for the ${slotName(garment.slot).toLowerCase()}`;
+    evidenceBox.hidden = true;
+    results.setAttribute("aria-busy", "false");
+    announceQuery(padBox(garment.box));
+  }
+  function onGarmentClick(event) {
+    const el = event.target.closest && event.target.closest("[data-index]");
+    if (!el) return;
+    event.preventDefault();
+    event.stopPropagation();
+    pickGarment(Number(el.dataset.index), null);
+  }
+  garmentBoxes.addEventListener("click", onGarmentClick);
+  garmentChips.addEventListener("click", onGarmentClick);
 
   function showEvidence(data) {
     evidenceBox.hidden = true;
@@ -258,6 +355,7 @@
   }
 
   function showQueryImage(src) {
+    clearGarments();
     queryImage.src = src;
     dropzone.classList.add("has-image");
     cropBox.hidden = true;
@@ -333,6 +431,7 @@
   }
   stage.addEventListener("pointerdown", (event) => {
     if (!queryImage.complete || !queryImage.naturalWidth || event.button !== 0) return;
+    if (event.target.closest && event.target.closest(".garment-box")) return; // a click on a garment, not a drag
     event.preventDefault();
     stage.setPointerCapture(event.pointerId);
     drag = relativePoint(event);
