@@ -229,8 +229,7 @@ def main() -> None:
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
 
-    from engine.localize import load_detector
-    from indexer.embedders import create_embedder_from_settings
+    from indexer.embedders import create_embedder_from_settings, detector_from_settings
     from indexer.search.query import QueryEngine
     from indexer.settings import load_settings
     from indexer.wiring import create_search_service, open_store
@@ -250,11 +249,12 @@ def main() -> None:
     service = create_search_service(settings, store, embedder)
     from indexer.search.composed import text_setup_from_settings
 
-    engine = QueryEngine(service, load_detector(settings.web.detector), settings.web.localize,
+    detector = detector_from_settings(settings, embedder)[0]
+    engine = QueryEngine(service, detector, settings.web.localize,
                          *text_setup_from_settings(settings))
     engine.warm_up()
     model = {"fingerprint": embedder.fingerprint[:12], "dim": embedder.dim, "input": embedder.input_size,
-             "runtime": embedder.runtime,
+             "runtime": embedder.runtime, "detector": settings.web.detector if detector is not None else "none",
              "generation": service.served()[0].manifest.name}
     with tempfile.TemporaryDirectory(prefix="lookalike-latency-") as tmp:
         folder = Path(tmp)
@@ -342,15 +342,20 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
     per_level = f"worst row: {worst[0]} client(s), {worst[1]} photos, {worst[2] * 100:+.1f}%"
     p50_ok = bool(p50_checks) and all(got <= bound for _, got, bound in p50_checks)
     p50_text = ", ".join(f"{kind} {got:.1f} ms (bound {bound:.0f})" for kind, got, bound in p50_checks)
+    localised = ("the detector's forward pass at 256 px, then the whole photo + every detected garment in one "
+                 "batched forward (grid crops + the activation crop when nothing is detected)"
+                 if model["detector"] != "none" else
+                 "whole photo + 5 grid crops in one batched forward, then the activation crop in a second")
     return "\n".join([
         f"{total} HTTP requests ({', '.join(f'{c} client(s): {n}' for c, n in samples.count.items())}), "
         f"{len(samples.errors)} errors. Served configuration: {args.config.name}, index generation "
         f"{model['generation']} of {n_items:,} items; model fingerprint {model['fingerprint']} ({model['dim']}-d, "
-        f"{model['input']} px input), runtime {model['runtime']}. Query photos of {args.images} catalog products: "
+        f"{model['input']} px input), runtime {model['runtime']}, garment detector {model['detector']}. "
+        f"Query photos of {args.images} catalog products: "
         f"{n_catalog} catalog product shots (searched whole), {n_street} SYNTHETIC street photos (a catalog product "
         f"pasted at 30-50% of the frame height on a cluttered scene, 320 px, indexer/datasets/synthetic.py; "
-        f"localised by `web.localize = \"auto\"`: whole photo + 5 grid crops in one batched forward, then "
-        f"the activation crop in a second) and the same {n_street} street photos as 12-megapixel JPEGs "
+        f"localised by `web.localize = \"auto\"`: {localised}) and the same {n_street} street photos as "
+        f"12-megapixel JPEGs "
         f"({PHONE_SIDE}x{PHONE_SIDE}, quality 90; decoded reduced, web.decode_min_side); text = the titles of "
         f"{args.images} other catalog products as "
         f"JSON `{{\"text\": ...}}` queries (text tower + vector search, docs/text-search.md). k={args.k}.",

@@ -42,11 +42,10 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
-    from engine.models.detector_setup import resolve_detector
     from indexer.datasets.make_pairs import make_synthetic_pairs
     from indexer.datasets.pairs import PairSet, read_pair_set
     from indexer.datasets.synthetic import SyntheticConfig, hard_street_config
-    from indexer.embedders import create_embedder_from_settings
+    from indexer.embedders import create_embedder_from_settings, detector_from_settings
     from indexer.evaluation.served import SERVED_MODES, evaluate_served
     from indexer.settings import load_settings
 
@@ -56,9 +55,7 @@ def main() -> None:
     if not catalog.is_file() or not splits.is_file():
         raise SystemExit(f"error: needs the catalog ({catalog}) and the checkpoint's splits ({splits})")
     embedder = create_embedder_from_settings(settings)
-    detector, why_not = resolve_detector("builtin", embedder, settings.resolve_path(settings.web.detector_checkpoint),
-                                         settings.web.detector_threshold,
-                                         settings.resolve_path(settings.model.onnx_dir), settings.model.threads)
+    detector, why_not = detector_from_settings(settings, embedder, spec="builtin")
     if detector is None:
         raise SystemExit(f"error: {why_not}")
     modes = (*SERVED_MODES, "detector")

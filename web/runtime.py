@@ -68,17 +68,12 @@ class Runtime:
         if self._query is None:
             with self._lock:
                 if self._query is None:
-                    from engine.models.detector_setup import resolve_detector
+                    from indexer.embedders import detector_from_settings
                     from indexer.search.composed import text_setup_from_settings
                     from indexer.search.query import QueryEngine
 
-                    web = self.settings.web
-                    detector, why_not = resolve_detector(web.detector, self.search.embedder,
-                                                         self.settings.resolve_path(web.detector_checkpoint),
-                                                         web.detector_threshold,
-                                                         self.settings.resolve_path(self.settings.model.onnx_dir),
-                                                         self.settings.model.threads)
-                    if detector is None and web.detector:
+                    detector, why_not = detector_from_settings(self.settings, self.search.embedder)
+                    if detector is None and self.settings.web.detector:
                         log.warning("no garment detector, street photos use grid crops: %s", why_not)
                     text_model, weights = text_setup_from_settings(self.settings)
                     self._query = QueryEngine(self.search, detector, self.settings.web.localize, text_model, weights)

@@ -83,15 +83,12 @@ def evaluate_street2shop_cmd(settings: Settings, pairs_csv: str, gallery_csv: st
     synthetic = bool(manifest.get("synthetic"))
     dataset = f"{'SYNTHETIC ' if synthetic else ''}street2shop pairs={pairs_csv} gallery={gallery_csv}"
     if served:
-        from engine.models.detector_setup import resolve_detector
+        from indexer.embedders import detector_from_settings
         from indexer.evaluation.served import evaluate_served
 
         embedder = embedder_for_eval(settings, checkpoint)
-        web = settings.web
-        detector, why_not = resolve_detector(web.detector, embedder, settings.resolve_path(web.detector_checkpoint),
-                                             web.detector_threshold, settings.resolve_path(settings.model.onnx_dir),
-                                             settings.model.threads)
-        if detector is None and web.detector and not as_json:
+        detector, why_not = detector_from_settings(settings, embedder)
+        if detector is None and settings.web.detector and not as_json:
             click.echo(f"no garment detector ({why_not}); the detector row is left out")
         try:
             report = evaluate_served(settings, embedder, pair_set,
