@@ -13,16 +13,14 @@ state})`` with fp16 weights; ``meta`` holds ``image_fingerprint``, the slots (cl
 head config; the manifest ``<path>.json`` repeats meta with the file's sha256. A head trained on another image
 model's trunk is refused (its features would mean something else).
 
-May import: torch, numpy, PIL, engine.models, engine.localize, engine.files, engine.errors.
+May import: torch, numpy, PIL, engine.models, engine.localize, engine.errors.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +30,8 @@ from PIL import Image
 from torch import nn
 
 from engine.errors import EmbedderError
-from engine.files import file_sha256, write_atomically
 from engine.localize import Detection, box_iou, letterbox_content
+from engine.models.keyed_files import keyed_path, load_keyed, save_keyed
 from engine.models.preprocess import Preprocessor
 
 DETECTOR_FORMAT = 1
@@ -230,10 +228,8 @@ class GarmentDetector:
 
 # ---- checkpoint --------------------------------------------------------------------------------------------------
 
-def detector_checkpoint_path(configured: str | os.PathLike, image_fingerprint: str) -> Path:
-    """``configured`` itself when it names a ``.pt`` file, else ``<configured>/<fingerprint>.pt``."""
-    path = Path(configured)
-    return path if path.suffix == ".pt" else path / f"{image_fingerprint}.pt"
+# ``<folder>/<image fingerprint>.pt`` (or the configured .pt file itself).
+detector_checkpoint_path = keyed_path
 
 
 def save_detector(path: str | os.PathLike, head: DetectionHead, meta: dict[str, Any]) -> dict[str, Any]:
@@ -241,19 +237,7 @@ def save_detector(path: str | os.PathLike, head: DetectionHead, meta: dict[str, 
 
     ``meta`` must hold ``image_fingerprint`` (the image model whose trunk the head reads).
     """
-    if not meta.get("image_fingerprint"):
-        raise ValueError("detector meta needs the image model's fingerprint")
-    path = Path(path)
-    full_meta = json.loads(json.dumps({**meta, "config": asdict(head.config)}))
-    state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype)
-             for k, v in head.state_dict().items()}
-    payload = {"format": DETECTOR_FORMAT, "meta": full_meta, "state_dict": state}
-    write_atomically(path, lambda f: torch.save(payload, f))
-    manifest = {"format": DETECTOR_FORMAT, "file": path.name, "bytes": path.stat().st_size,
-                "sha256": file_sha256(path), "meta": full_meta}
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    write_atomically(Path(f"{path}.json"), lambda f: f.write(text.encode()))
-    return manifest
+    return save_keyed(path, DETECTOR_FORMAT, {**meta, "config": asdict(head.config)}, head.state_dict())
 
 
 def load_detector_head(path: str | os.PathLike, image_fingerprint: str | None = None
@@ -263,33 +247,15 @@ def load_detector_head(path: str | os.PathLike, image_fingerprint: str | None = 
     Raises:
         DetectorError: missing file, checksum mismatch, unreadable, or trained for another image model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DetectorError(f"no garment detector at {str(path)!r}; {HINT}")
-    manifest_file = Path(f"{path}.json")
+    payload, sha256 = load_keyed(path, image_fingerprint, "garment detector", HINT, DetectorError)
+    meta = payload["meta"]
     try:
-        manifest = json.loads(manifest_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise DetectorError(f"detector manifest {str(manifest_file)!r} is missing or unreadable ({exc}); {HINT}"
-                            ) from None
-    trained_for = manifest.get("meta", {}).get("image_fingerprint")
-    if image_fingerprint is not None and trained_for != image_fingerprint:
-        raise DetectorError(f"the detector {str(path)!r} was trained on the trunk of image model {trained_for}, but "
-                            f"the served image model is {image_fingerprint}; {HINT}")
-    if manifest.get("sha256") != file_sha256(path):
-        raise DetectorError(f"detector {str(path)!r} does not match its manifest's sha256 (interrupted save or edited "
-                            f"file?); {HINT}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        meta = payload["meta"]
         cfg = meta["config"]
         head = DetectionHead(DetectorConfig(tuple(cfg["slots"]), int(cfg["input_size"]), int(cfg["width"])))
-        head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+        head.load_state_dict(payload["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any unreadable payload is one clear message
         raise DetectorError(f"cannot read detector {str(path)!r}: {type(exc).__name__}: {exc}; {HINT}") from None
-    if image_fingerprint is not None and meta.get("image_fingerprint") != image_fingerprint:
-        raise DetectorError(f"the detector {str(path)!r} was trained for another image model; {HINT}")
-    return head.eval(), {**meta, "sha256": manifest["sha256"]}
+    return head.eval(), {**meta, "sha256": sha256}
 
 
 def detector_preprocessor(embedder, input_size: int) -> Preprocessor:  # noqa: ANN001 - engine Embedder

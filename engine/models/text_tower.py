@@ -12,17 +12,15 @@ Checkpoint file ``<path>``: ``torch.save({"format": 1, "meta": meta, "state_dict
 ``meta`` holds the config, the vocabulary (the BPE ids kept, in order) and ``image_fingerprint``; the manifest
 ``<path>.json`` repeats meta (without the vocabulary) with the file's sha256.
 
-May import: torch, numpy, open_clip, engine.files, engine.errors.
+May import: torch, numpy, open_clip, engine.models.keyed_files, engine.errors.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import EmbedderError
-from engine.files import file_sha256, write_atomically
+from engine.models.keyed_files import keyed_path, load_keyed, save_keyed
 
 TEXT_FORMAT = 1
 PAD, UNK, SOT = 0, 1, 2
@@ -117,11 +115,9 @@ class TextTower(nn.Module):
         return F.normalize(self.transformer(tokens), dim=-1)
 
 
-def text_checkpoint_path(configured: str | os.PathLike, image_fingerprint: str) -> Path:
-    """The tower file for an image model: ``configured`` itself when it names a ``.pt`` file, else
-    ``<configured>/<fingerprint>.pt`` (a folder keeps one tower per image model, as models/outfits does)."""
-    path = Path(configured)
-    return path if path.suffix == ".pt" else path / f"{image_fingerprint}.pt"
+# The tower file for an image model: ``<folder>/<fingerprint>.pt`` (one tower per image model, as models/outfits
+# does), or the configured .pt file itself.
+text_checkpoint_path = keyed_path
 
 
 def save_text_tower(path: str | os.PathLike, tower: TextTower, vocab: TextVocabulary,
@@ -130,19 +126,8 @@ def save_text_tower(path: str | os.PathLike, tower: TextTower, vocab: TextVocabu
 
     ``meta`` must hold ``image_fingerprint`` (the image model whose space the tower writes into).
     """
-    if not meta.get("image_fingerprint"):
-        raise ValueError("text tower meta needs the image model's fingerprint")
-    path = Path(path)
-    full_meta = json.loads(json.dumps({**meta, "config": asdict(tower.config), "vocab_size": vocab.size}))
-    state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype)
-             for k, v in tower.state_dict().items()}
-    payload = {"format": TEXT_FORMAT, "meta": full_meta, "vocab": vocab.bpe_ids, "state_dict": state}
-    write_atomically(path, lambda f: torch.save(payload, f))
-    manifest = {"format": TEXT_FORMAT, "file": path.name, "bytes": path.stat().st_size,
-                "sha256": file_sha256(path), "meta": full_meta}
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    write_atomically(Path(f"{path}.json"), lambda f: f.write(text.encode()))
-    return manifest
+    return save_keyed(path, TEXT_FORMAT, {**meta, "config": asdict(tower.config), "vocab_size": vocab.size},
+                      tower.state_dict(), extra={"vocab": vocab.bpe_ids})
 
 
 def load_text_tower(path: str | os.PathLike, image_fingerprint: str | None = None
@@ -151,44 +136,25 @@ def load_text_tower(path: str | os.PathLike, image_fingerprint: str | None = Non
 
     Args:
         path: The checkpoint file.
-        image_fingerprint: The served image model's fingerprint; a tower trained for another one is refused.
+        image_fingerprint: The served image model's fingerprint; a tower trained for another one is refused (its
+            vectors would not be comparable).
 
     Raises:
         TextTowerError: missing file, checksum mismatch, unreadable, or trained for another image model.
     """
-    path = Path(path)
-    hint = "run `python manage.py train-text`"
-    if not path.is_file():
-        raise TextTowerError(f"no text model at {str(path)!r}: text search needs one; {hint}")
-    manifest_file = Path(f"{path}.json")
+    hint = "text search needs one; run `python manage.py train-text`"
+    payload, sha256 = load_keyed(path, image_fingerprint, "text model", hint, TextTowerError)
+    meta = payload["meta"]
     try:
-        manifest = json.loads(manifest_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise TextTowerError(f"text model manifest {str(manifest_file)!r} is missing or unreadable ({exc}); "
-                             f"{hint}") from None
-    trained_for = manifest.get("meta", {}).get("image_fingerprint")
-    if image_fingerprint is not None and trained_for != image_fingerprint:
-        raise TextTowerError(
-            f"the text model {str(path)!r} was trained for image model {trained_for}"
-            f", but the served image model is {image_fingerprint}: its vectors would not be comparable; {hint}")
-    if manifest.get("sha256") != file_sha256(path):
-        raise TextTowerError(f"text model {str(path)!r} does not match its manifest's sha256 (interrupted save or "
-                             f"edited file?); {hint}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        meta = payload["meta"]
         vocab = TextVocabulary(payload["vocab"])
         tower = TextTower(TextTowerConfig(**meta["config"]), vocab.size)
-        tower.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in payload["state_dict"].items()})
+        tower.load_state_dict(payload["state_dict"])
     except TextTowerError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable payload is one clear message
         raise TextTowerError(f"cannot read text model {str(path)!r}: {type(exc).__name__}: {exc}; {hint}") from None
-    if image_fingerprint is not None and meta.get("image_fingerprint") != image_fingerprint:
-        raise TextTowerError(f"the text model {str(path)!r} was trained for another image model; {hint}")
     tower.eval()
-    return tower, vocab, {**meta, "sha256": manifest["sha256"]}
+    return tower, vocab, {**meta, "sha256": sha256}
 
 
 class TextEncoder:

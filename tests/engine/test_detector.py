@@ -143,7 +143,7 @@ def test_builtin_detector_over_a_real_trunk(tmp_path, small_embedder):
     save_detector(detector_checkpoint_path(other, "f" * 32).with_name(f"{small_embedder.fingerprint}.pt"), head,
                   {"image_fingerprint": "f" * 32})
     none, why = resolve_detector("builtin", small_embedder, other)
-    assert none is None and "trained on the trunk of image model ffff" in why
+    assert none is None and "was trained for image model ffff" in why
     none, why = resolve_detector("builtin", small_embedder, tmp_path / "missing")
     assert none is None and "train-detector" in why
     assert resolve_detector("", small_embedder, folder) == (None, "web.detector is empty")
