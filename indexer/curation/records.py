@@ -25,19 +25,8 @@ class LabelChangeError(ValueError):
 
 def catalog_rows(store: Store, ids: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
     """{id: {"id", "external_id", "title", "image_path", "content_sha256", taxonomy columns...}} of active items."""
-    cols = [CatalogItem.id, CatalogItem.external_id, CatalogItem.title, CatalogItem.image_path,
-            CatalogItem.content_sha256, *(getattr(CatalogItem, c) for c in TAXONOMY_COLUMNS)]
-    names = ["id", "external_id", "title", "image_path", "content_sha256", *TAXONOMY_COLUMNS]
-    out: dict[int, dict[str, Any]] = {}
-    with store.sessions() as s:
-        chunks = [None] if ids is None else [list(ids[i:i + 5000]) for i in range(0, len(ids), 5000)]
-        for chunk in chunks:
-            stmt = select(*cols).where(CatalogItem.status == STATUS_ACTIVE)
-            if chunk is not None:
-                stmt = stmt.where(CatalogItem.id.in_([int(i) for i in chunk]))
-            for row in s.execute(stmt):
-                out[int(row[0])] = dict(zip(names, row, strict=True))
-    return out
+    return store.active_item_columns(["id", "external_id", "title", "image_path", "content_sha256",
+                                      *TAXONOMY_COLUMNS], ids)
 
 
 def record_run(store: Store, kind: str, summary: dict[str, Any], details: dict[str, Any],

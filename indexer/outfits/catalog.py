@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from engine.colour import with_colour
 from indexer.outfits.colours import catalog_colours
 from indexer.outfits.slots import SlotRules
 from indexer.store.catalog_store import Store
-from indexer.store.tables import STATUS_ACTIVE, TAXONOMY_COLUMNS, CatalogItem
+from indexer.store.tables import TAXONOMY_COLUMNS
 
 
 @dataclass
@@ -54,17 +53,7 @@ class OutfitCatalog:
 
 def item_taxonomy(store: Store, ids: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
     """{SQL id: {"external_id", taxonomy columns...}} of active items (all of them when ``ids`` is None)."""
-    cols = [CatalogItem.id, CatalogItem.external_id, *(getattr(CatalogItem, c) for c in TAXONOMY_COLUMNS)]
-    out: dict[int, dict[str, Any]] = {}
-    with store.sessions() as s:
-        chunks = [None] if ids is None else [list(ids[i:i + 5000]) for i in range(0, len(ids), 5000)]
-        for chunk in chunks:
-            stmt = select(*cols).where(CatalogItem.status == STATUS_ACTIVE)
-            if chunk is not None:
-                stmt = stmt.where(CatalogItem.id.in_([int(i) for i in chunk]))
-            for row in s.execute(stmt):
-                out[int(row[0])] = {"external_id": row[1], **dict(zip(TAXONOMY_COLUMNS, row[2:], strict=True))}
-    return out
+    return store.active_item_columns(["external_id", *TAXONOMY_COLUMNS], ids)
 
 
 def slots_from_taxonomy(taxonomy: Sequence[dict[str, Any]], rules: SlotRules) -> np.ndarray:

@@ -273,6 +273,22 @@ class Store:
 
     # ---- search support -----------------------------------------------------------------
 
+    def active_item_columns(self, columns: Sequence[str], ids: Sequence[int] | None = None,
+                            chunk: int = 5000) -> dict[int, dict[str, Any]]:
+        """{SQL id: {column: value}} of active items (all of them when ``ids`` is None), for the named columns of
+        catalog_items (read in chunks of ``chunk`` ids)."""
+        cols = [CatalogItem.id, *(getattr(CatalogItem, c) for c in columns)]
+        out: dict[int, dict[str, Any]] = {}
+        with self.sessions() as s:
+            chunks = [None] if ids is None else [list(ids[i:i + chunk]) for i in range(0, len(ids), chunk)]
+            for part in chunks:
+                stmt = select(*cols).where(CatalogItem.status == STATUS_ACTIVE)
+                if part is not None:
+                    stmt = stmt.where(CatalogItem.id.in_([int(i) for i in part]))
+                for row in s.execute(stmt):
+                    out[int(row[0])] = dict(zip(columns, row[1:], strict=True))
+        return out
+
     def validate_filters(self, filters: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, list[str]]]:
         """Check search filters; returns key -> ("column" | "attribute", lower-cased values).
 
