@@ -182,3 +182,42 @@ def test_a_failing_sql_write_stops_the_run_and_keeps_what_was_committed(settings
     again = run_index(settings, store, small_embedder, catalog)
     assert (again.new, again.unchanged) == (32, 8)
     assert again.published and again.generation_count == 40
+
+
+def test_read_ahead_reads_files_concurrently_in_order(tmp_path: Path, monkeypatch):
+    """The files of upcoming rows are read by several threads at once (a cold disk then serves many reads at a
+    time), yet every row comes back in catalog order with its own bytes and sha256; problems pass through."""
+    import hashlib
+    import threading
+
+    from indexer.catalog.source import CatalogRow, RowProblem
+    from indexer.pipeline import plan
+
+    rows: list = []
+    for i in range(12):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(f"image {i}".encode())
+        rows.append(CatalogRow(i + 2, f"id{i}", path))
+    rows.insert(5, RowProblem(7, "bad", "empty image path"))
+    rows.append(CatalogRow(99, "gone", tmp_path / "missing.jpg"))
+    together = threading.Barrier(4, timeout=10)  # broken unless 4 reads wait at the same time
+    real_read = plan.read_work
+
+    def slow_read(row):
+        if row.external_id in {"id0", "id1", "id2", "id3"}:
+            together.wait()
+        return real_read(row)
+
+    monkeypatch.setattr(plan, "read_work", slow_read)
+    out = list(plan.read_ahead(rows, workers=4, depth=8))
+    assert [r for r, *_ in out] == rows
+    for rec, data, sha, err in out:
+        if isinstance(rec, RowProblem):
+            assert (data, sha, err) == (None, None, None)
+        elif rec.external_id == "gone":
+            assert data is None and sha is None and "cannot read image" in err
+        else:
+            assert data == rec.image_path.read_bytes() and sha == hashlib.sha256(data).hexdigest() and err is None
+    sequential = list(plan.read_ahead([r for r in rows if getattr(r, "external_id", "") not in
+                                       {"id0", "id1", "id2", "id3"}], workers=1))
+    assert len(sequential) == len(rows) - 4
