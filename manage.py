@@ -24,7 +24,13 @@ from indexer.outfits.cli import evaluate_outfits_cmd, make_outfits_cmd, outfit_c
 from indexer.pipeline.cli import check_cmd, index_cmd, remove_cmd
 from indexer.search.cli import search_cmd
 from indexer.store.cli import db
-from indexer.training.cli import train_classifier_cmd, train_cmd, train_detector_cmd, train_text_cmd
+from indexer.training.cli import (
+    train_classifier_cmd,
+    train_cmd,
+    train_detector_cmd,
+    train_street_encoder_cmd,
+    train_text_cmd,
+)
 
 # web/ is imported only by the commands that serve, so the training commands run where it is not installed.
 WEB_COMMANDS = {"run": "run_cmd", "serve": "serve_cmd"}
@@ -66,7 +72,8 @@ for _command in (db, index_cmd, remove_cmd, check_cmd, search_cmd, make_pairs, m
     cli.add_command(_in_app_context(_command))
 cli.commands["evaluate"].add_command(_in_app_context(evaluate_outfits_cmd))
 # The training commands need no web app (nor faiss): they run on bare GPU boxes; nor does fetch-data.
-for _command in (train_cmd, train_classifier_cmd, train_text_cmd, train_detector_cmd, fetch_data_cmd):
+for _command in (train_cmd, train_classifier_cmd, train_text_cmd, train_detector_cmd, train_street_encoder_cmd,
+                 fetch_data_cmd):
     cli.add_command(_command)
 
 

@@ -229,7 +229,7 @@ def main() -> None:
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
 
-    from indexer.embedders import create_embedder_from_settings, detector_from_settings
+    from indexer.embedders import create_embedder_from_settings, detector_from_settings, query_embedder_from_settings
     from indexer.search.query import QueryEngine
     from indexer.settings import load_settings
     from indexer.wiring import create_search_service, open_store
@@ -250,11 +250,13 @@ def main() -> None:
     from indexer.search.composed import text_setup_from_settings
 
     detector = detector_from_settings(settings, embedder)[0]
-    engine = QueryEngine(service, detector, settings.web.localize,
-                         *text_setup_from_settings(settings))
+    query_embedder = query_embedder_from_settings(settings, embedder)[0]
+    engine = QueryEngine(service, detector, settings.web.localize, *text_setup_from_settings(settings),
+                         query_embedder=query_embedder)
     engine.warm_up()
     model = {"fingerprint": embedder.fingerprint[:12], "dim": embedder.dim, "input": embedder.input_size,
              "runtime": embedder.runtime, "detector": settings.web.detector if detector is not None else "none",
+             "street_encoder": query_embedder.fingerprint[:12] if query_embedder is not embedder else "none",
              "generation": service.served()[0].manifest.name}
     with tempfile.TemporaryDirectory(prefix="lookalike-latency-") as tmp:
         folder = Path(tmp)
@@ -350,7 +352,8 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
         f"{total} HTTP requests ({', '.join(f'{c} client(s): {n}' for c, n in samples.count.items())}), "
         f"{len(samples.errors)} errors. Served configuration: {args.config.name}, index generation "
         f"{model['generation']} of {n_items:,} items; model fingerprint {model['fingerprint']} ({model['dim']}-d, "
-        f"{model['input']} px input), runtime {model['runtime']}, garment detector {model['detector']}. "
+        f"{model['input']} px input), runtime {model['runtime']}, garment detector {model['detector']}, street "
+        f"encoder {model['street_encoder']} (query photos). "
         f"Query photos of {args.images} catalog products: "
         f"{n_catalog} catalog product shots (searched whole), {n_street} SYNTHETIC street photos (a catalog product "
         f"pasted at 30-50% of the frame height on a cluttered scene, 320 px, indexer/datasets/synthetic.py; "

@@ -45,7 +45,7 @@ def main() -> None:
     from indexer.datasets.make_pairs import make_synthetic_pairs
     from indexer.datasets.pairs import PairSet, read_pair_set
     from indexer.datasets.synthetic import SyntheticConfig, hard_street_config
-    from indexer.embedders import create_embedder_from_settings, detector_from_settings
+    from indexer.embedders import create_embedder_from_settings, detector_from_settings, query_embedder_from_settings
     from indexer.evaluation.served import SERVED_MODES, evaluate_served
     from indexer.settings import load_settings
 
@@ -58,7 +58,11 @@ def main() -> None:
     detector, why_not = detector_from_settings(settings, embedder, spec="builtin")
     if detector is None:
         raise SystemExit(f"error: {why_not}")
-    modes = (*SERVED_MODES, "detector")
+    query_embedder, why_served = query_embedder_from_settings(settings, embedder)
+    street = query_embedder is not embedder
+    if not street:
+        print(f"no street encoder ({why_served}): the street row is left out", flush=True)
+    modes = (*SERVED_MODES, "detector", *(("street",) if street else ()))
     from indexer.evaluation.detection import evaluate_detection
 
     detection = evaluate_detection(settings, detector, catalog, None, splits, args.detection_scenes, progress=False)
@@ -76,6 +80,7 @@ def main() -> None:
                                                                                        len(full.pairs))))
             pair_set = PairSet(full.source, [full.pairs[i] for i in picks], full.gallery, full.problems)
             report = evaluate_served(settings, embedder, pair_set, synthetic=True, ks=(1, 5, 10, 20),
+                                     query_embedder=query_embedder,
                                      detector=detector)
             raw[name] = report.extra["served"]
             for mode in modes:
@@ -90,6 +95,7 @@ def main() -> None:
                             "queries with garments detected"], rows)
     gain = raw["hard"]["auto"]["recall@1"] - raw["hard"]["off"]["recall@1"]
     det_gain = raw["hard"]["detector"]["recall@1"] - raw["hard"]["auto"]["recall@1"]
+    street_gain = raw["hard"]["street"]["recall@1"] - raw["hard"]["detector"]["recall@1"] if street else None
     det_meta = detector.meta
     slot_ap = ", ".join(f"{slot} {m['AP@0.5']:.3f}" for slot, m in detection.per_slot.items())
     body = "\n".join([
@@ -102,7 +108,10 @@ def main() -> None:
         f"trunk, threshold {settings.web.detector_threshold}, {detector.runtime}): garments searched one by "
         "one in the photo's batch; the default answer starts with the garment of highest confidence x sqrt(area) x "
         "centrality (the whole photo steps in only when 0.05 more similar), then every garment and the whole photo "
-        "by best evidence; no grid crop unless nothing is detected.",
+        "by best evidence; no grid crop unless nothing is detected." + (
+            f" `street` = `detector` with the photo and its garments embedded by the street encoder "
+            f"({query_embedder.checkpoint}, fine-tuned on SYNTHETIC crops of train products only; the index keeps "
+            "the served model's vectors)" if street else ""),
         "",
         f"Detector on {args.detection_scenes} SYNTHETIC scenes of test products (`manage.py evaluate detection`): "
         f"AP@0.5 {detection.metrics['AP@0.5']:.3f} (mean over slots; {slot_ap}), recall@0.5 "
@@ -111,7 +120,9 @@ def main() -> None:
         table,
         "",
         f"On the hard set grid localisation adds {gain * 100:+.1f} points of recall@1 over the whole photo alone, "
-        f"the detector {det_gain * 100:+.1f} points over grid localisation (`auto`). "
+        f"the detector {det_gain * 100:+.1f} points over grid localisation (`auto`)"
+        + (f", the street encoder {street_gain * 100:+.1f} points over the detector alone. " if street else ". ")
+        +
         f"Load average (1/5/15 min) at start {load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f}, at end "
         f"{load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f}; the p50 times are in-process and move with the "
         f"load of the shared 2 cores (bench/latency.py measures latency). Run took "

@@ -79,6 +79,9 @@ class ModelSettings:
     threads: int = 0
     # Folder of the exported ONNX graphs, one per model fingerprint.
     onnx_dir: str = "var/onnx"
+    # Query-side model for photos (docs/web.md): a folder of street encoders, one per served model fingerprint
+    # (`manage.py train-street-encoder`), or one .pt file; "" = query photos go through the served model itself.
+    street_encoder: str = ""
 
 
 @dataclass(frozen=True)

@@ -68,15 +68,19 @@ class Runtime:
         if self._query is None:
             with self._lock:
                 if self._query is None:
-                    from indexer.embedders import detector_from_settings
+                    from indexer.embedders import detector_from_settings, query_embedder_from_settings
                     from indexer.search.composed import text_setup_from_settings
                     from indexer.search.query import QueryEngine
 
                     detector, why_not = detector_from_settings(self.settings, self.search.embedder)
                     if detector is None and self.settings.web.detector:
                         log.warning("no garment detector, street photos use grid crops: %s", why_not)
+                    query_embedder, why_served = query_embedder_from_settings(self.settings, self.search.embedder)
+                    if self.settings.model.street_encoder and query_embedder is self.search.embedder:
+                        log.warning("query photos use the served model, not the street encoder: %s", why_served)
                     text_model, weights = text_setup_from_settings(self.settings)
-                    self._query = QueryEngine(self.search, detector, self.settings.web.localize, text_model, weights)
+                    self._query = QueryEngine(self.search, detector, self.settings.web.localize, text_model, weights,
+                                              query_embedder)
         return self._query
 
     def facets(self) -> dict[str, list[str]]:

@@ -127,7 +127,11 @@ class EmbeddingNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized NCHW image batch -> (N, dim) features (not L2-normalised without a classifier)."""
-        features = self.backbone(x)
+        return self.from_features(self.backbone(x))
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The output for the backbone's pooled features (N, feature_dim): what ``forward`` does after the backbone
+        (training on cached backbone activations runs only this part and the backbone's tail)."""
         emb = self.head(features)
         if self.classifier is None:
             return emb

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -91,6 +91,13 @@ def hard_street_config(size: int = 320) -> SyntheticConfig:
                            p_occlusion=0.6, max_occlusion=0.35, min_visible=0.65, p_blur=0.5, max_blur=1.6,
                            max_noise=8.0, p_low_res=0.3, min_low_res=0.5, min_jpeg_quality=25, max_jpeg_quality=70,
                            max_colour_shift=0.15, max_light=0.35, p_shadow=0.5)
+
+
+def street_crop_config(size: int = 128) -> SyntheticConfig:
+    """What a detector's padded box of a hard street photo holds (``hard_street_config``'s damage, the product 60-95%
+    of the crop, small products' lost resolution as stronger shrinking): the street encoder's training queries."""
+    return replace(hard_street_config(size), min_product_height=0.6, max_product_height=0.95,
+                               p_low_res=0.5, min_low_res=0.4)
 
 
 def view_rng(seed: int, product_id: str, view: int) -> np.random.Generator:

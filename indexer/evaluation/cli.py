@@ -83,18 +83,21 @@ def evaluate_street2shop_cmd(settings: Settings, pairs_csv: str, gallery_csv: st
     synthetic = bool(manifest.get("synthetic"))
     dataset = f"{'SYNTHETIC ' if synthetic else ''}street2shop pairs={pairs_csv} gallery={gallery_csv}"
     if served:
-        from indexer.embedders import detector_from_settings
+        from indexer.embedders import detector_from_settings, query_embedder_from_settings
         from indexer.evaluation.served import evaluate_served
 
         embedder = embedder_for_eval(settings, checkpoint)
         detector, why_not = detector_from_settings(settings, embedder)
         if detector is None and settings.web.detector and not as_json:
             click.echo(f"no garment detector ({why_not}); the detector row is left out")
+        query_embedder, why_served = query_embedder_from_settings(settings, embedder)
+        if query_embedder is embedder and settings.model.street_encoder and not as_json:
+            click.echo(f"no street encoder ({why_served}); the street row is left out")
         try:
             report = evaluate_served(settings, embedder, pair_set,
                                      progress=not (no_progress or as_json), synthetic=synthetic,
                                      dataset=f"{dataset} served", detector=detector,
-                                     echo=None if as_json else click.echo)
+                                     echo=None if as_json else click.echo, query_embedder=query_embedder)
         except ValueError as exc:
             fail(str(exc))
         finish_evaluation(settings, report, as_json, plot, not no_store)

@@ -11,7 +11,9 @@ every query runs through ``QueryEngine.search`` once per localisation mode, side
 - ``auto``: the API's default without a detector (web.localize; product shots searched whole);
 - ``detector`` (when a detector is given, e.g. the built-in one): ``auto`` with it: the detected garments
   searched one by one, the default answer is the garment the shopper most likely means (grid crops only when
-  nothing is detected).
+  nothing is detected);
+- ``street`` (when a street encoder is given, ``model.street_encoder``): ``detector`` (or ``auto``) with query photos
+  and their regions embedded by the street encoder instead of the served model.
 
 A hit is a gallery image of the query's item; recall@k is the share of queries with one in the first k results.
 The per-query time is the engine's own (decode excluded), in this process.
@@ -67,7 +69,8 @@ def _index_gallery(settings: Settings, embedder, pair_set: PairSet, folder: Path
 def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequence[str] = SERVED_MODES,
                     ks: Sequence[int] = DEFAULT_KS, progress: bool = False, synthetic: bool = False,
                     dataset: str = "", detector=None,  # noqa: ANN001 - engine.localize.Detector or None
-                    echo: Callable[[str], None] | None = None) -> EvaluationReport:
+                    echo: Callable[[str], None] | None = None,
+                    query_embedder=None) -> EvaluationReport:  # noqa: ANN001 - engine Embedder or None
     """Run every query of ``pair_set`` through the served QueryEngine in each mode; the report's metrics are those
     of the API's default mode (``web.localize``), every mode's row is in ``extra["served"]``."""
     from indexer.search.query import LOCALIZE_MODES, QueryEngine, QueryOptions
@@ -91,6 +94,10 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
                 with_detector = QueryEngine(service, detector, settings.web.localize)
                 with_detector.warm_up()
                 engines["detector"] = (with_detector, "auto")
+            if query_embedder is not None and query_embedder is not embedder:
+                street = QueryEngine(service, detector, settings.web.localize, query_embedder=query_embedder)
+                street.warm_up()
+                engines["street"] = (street, "auto")
             ranks: dict[str, list[int | None]] = {m: [] for m in engines}
             millis: dict[str, list[float]] = {m: [] for m in engines}
             background_wins = {m: 0 for m in engines}
@@ -133,8 +140,8 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
                       "p50_ms": float(np.median(millis[mode])), "n_queries": int(len(r)),
                       "crop_ranked_first_over_the_right_item": int(background_wins[mode]),
                       "queries_with_garments": int(with_garments[mode])}
-    default = "detector" if "detector" in rows and settings.web.localize == "auto" else (
-        settings.web.localize if settings.web.localize in rows else modes[-1])
+    default = next((m for m in ("street", "detector") if m in rows), None) if settings.web.localize == "auto" else None
+    default = default or (settings.web.localize if settings.web.localize in rows else modes[-1])
     per_label: dict[str, dict[str, float]] = {}
     r_default = np.array([np.inf if v is None else v for v in ranks[default]])
     for label in sorted(set(labels)):
@@ -156,14 +163,16 @@ def evaluate_served(settings: Settings, embedder, pair_set: PairSet, modes: Sequ
         extra={"served": rows, "default_mode": default,
                "detector": type(detector).__name__ if detector is not None else None})
     if echo is not None:
-        echo(format_served_rows(rows, ks, synthetic))
+        echo(format_served_rows(rows, ks, synthetic, default))
     return report
 
 
-def format_served_rows(rows: dict[str, dict[str, Any]], ks: Sequence[int], synthetic: bool) -> str:
-    """The modes side by side, one line each."""
+def format_served_rows(rows: dict[str, dict[str, Any]], ks: Sequence[int], synthetic: bool,
+                       default: str = "") -> str:
+    """The modes side by side, one line each; ``default`` is marked as the API's default."""
     names = {"off": "whole photo only", "crops": "whole + grid/activation crops", "auto": "auto without detector",
-             "detector": "auto with the detector (API default)"}
+             "detector": "auto with the detector", "street": "detector + street encoder"}
+    names = {m: n + (" (API default)" if m == default else "") for m, n in names.items()}
     head = ("SYNTHETIC " if synthetic else "") + "street2shop through the served QueryEngine:"
     lines = [head]
     for mode, row in rows.items():

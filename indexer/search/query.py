@@ -143,10 +143,14 @@ class QueryEngine:
     """
 
     def __init__(self, service: SearchService, detector: Detector | None = None, default_mode: str = "auto",
-                 text_model: TextModel | None = None, weights: CompositionWeights | None = None) -> None:
+                 text_model: TextModel | None = None, weights: CompositionWeights | None = None,
+                 query_embedder=None) -> None:  # noqa: ANN001 - engine Embedder
         if default_mode not in LOCALIZE_MODES:
             raise ValueError(f"web.localize must be one of {', '.join(LOCALIZE_MODES)}, got {default_mode!r}")
         self.service = service
+        # What query photos and their regions go through: the street encoder when one is configured
+        # (indexer.embedders.query_embedder_from_settings), else the served model; both give vectors of the index.
+        self.query_embedder = query_embedder or service.embedder
         self.text_model = text_model
         self.weights = weights or CompositionWeights()
         self.detector = detector
@@ -177,7 +181,7 @@ class QueryEngine:
 
     def _feature_probe(self) -> FeatureProbe | None:
         if self._probe is False:
-            emb = self.service.embedder
+            emb = self.query_embedder
             # Its dummy forward pass runs on the model thread too: never two passes through the module at once.
             layer = self._model_thread.submit(find_feature_layer, emb.module, emb.input_size, emb.device).result()
             self._probe = FeatureProbe(emb.module, layer) if layer else None
@@ -200,7 +204,7 @@ class QueryEngine:
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """(embeddings, the first image's feature map if probed); the feature map is read on the model thread,
         before another query's forward pass can overwrite the probe."""
-        emb = self.service.embedder
+        emb = self.query_embedder
         batch = emb.preprocess_batch(list(images))  # PIL work runs in the caller's thread, in parallel
 
         def forward() -> tuple[np.ndarray, np.ndarray | None]:

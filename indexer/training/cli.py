@@ -278,3 +278,63 @@ def train_detector_cmd(settings: Settings, catalog: str | None, images_root: str
         train_detector(settings, embedder, opts, cfg, echo=click.echo)
     except ValueError as exc:
         fail(str(exc))
+
+
+@click.command("train-street-encoder")  # needs no web app (nor faiss)
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(),
+              help="Folder (or .pt file) of the street encoder (default: model.street_encoder); the file is named "
+                   "after the served model's fingerprint.")
+@click.option("--work-dir", default="var/train/street-encoder", show_default=True, type=click.Path(file_okay=False),
+              help="Cached trunk activations of the crops + resumable state.")
+@click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False),
+              help="id,split file (default: splits.csv beside model.checkpoint, so test products stay unseen).")
+@click.option("--products", default=12000, show_default=True, type=click.IntRange(2),
+              help="Train-split products used (a seeded sample).")
+@click.option("--val-products", default=1000, show_default=True, type=click.IntRange(2))
+@click.option("--views", default=4, show_default=True, type=click.IntRange(2, 64),
+              help="Views per product: the shop photo + views-1 SYNTHETIC street crops.")
+@click.option("--unfreeze-blocks", default=6, show_default=True, type=click.IntRange(1, 17),
+              help="Backbone stages the street encoder trains (see engine/models/backbone_split.py).")
+@click.option("--epochs", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(2))
+@click.option("--lr", default=1e-4, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--synthetic-seed", default=11, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0),
+              help="Processes making the SYNTHETIC crops while the trunk runs.")
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue from the work dir's training state.")
+@click.option("--no-progress", is_flag=True)
+@with_settings
+def train_street_encoder_cmd(settings: Settings, catalog: str | None, images_root: str | None, out: str | None,
+                             work_dir: str, splits_file: str | None, products: int, val_products: int, views: int,
+                             unfreeze_blocks: int, epochs: int, batch_size: int, lr: float, seed: int,
+                             synthetic_seed: int, workers: int, threads: int | None, resume: bool,
+                             no_progress: bool) -> None:
+    """Fine-tune the street encoder: a query-side copy of the served model whose crops of SYNTHETIC street photos land
+    on their product's catalog vector (the index is not touched); see docs/training.md."""
+    from engine.train.street_encoder import StreetTrainConfig
+    from indexer.embedders import create_embedder_from_settings
+    from indexer.training.street_encoder import StreetEncoderOptions, train_street_encoder_job
+
+    set_threads(threads)
+    embedder = create_embedder_from_settings(settings)
+    path, root = default_catalog(settings, catalog, images_root)
+    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
+    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
+    if splits is None or not splits.is_file():
+        fail(f"needs the served checkpoint's product splits ({splits}); pass --splits")
+    configured = out or settings.model.street_encoder or "models/street"
+    opts = StreetEncoderOptions(
+        catalog=Path(path), images_root=Path(root) if root else None, splits=splits,
+        out=settings.resolve_path(configured), work_dir=settings.resolve_path(work_dir), products=products,
+        val_products=val_products, views=views, unfreeze_blocks=unfreeze_blocks, synthetic_seed=synthetic_seed,
+        workers=workers, resume=resume, progress=not no_progress,
+        command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
+    cfg = StreetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    try:
+        train_street_encoder_job(settings, embedder, opts, cfg, echo=click.echo)
+    except ValueError as exc:
+        fail(str(exc))
