@@ -37,7 +37,7 @@ def search_cmd(settings: Settings, image: str | None, k: int, filters: tuple[str
     """Find the catalog items most similar to IMAGE and / or --text WORDS."""
     if text is not None or negative_text is not None or positive_ids or negative_ids:
         _search_composed(settings, image, k, filters, threshold, as_json, text, negative_text, positive_ids,
-                         negative_ids)
+                         negative_ids, collapse)
         return
     if image is None:
         fail("nothing to search for: give an IMAGE and / or --text WORDS")
@@ -73,7 +73,7 @@ def search_cmd(settings: Settings, image: str | None, k: int, filters: tuple[str
 
 def _search_composed(settings: Settings, image: str | None, k: int, filters: tuple[str, ...],
                      threshold: float | None, as_json: bool, text: str | None, negative_text: str | None,
-                     positive_ids: tuple[int, ...], negative_ids: tuple[int, ...]) -> None:
+                     positive_ids: tuple[int, ...], negative_ids: tuple[int, ...], collapse: str = "none") -> None:
     """Words, thumbs up / down and an optional photo, through QueryEngine.search_composed (as the API)."""
     from engine.models.text_tower import MAX_QUERY_CHARS, TextTowerError
     from indexer.catalog.images import decode_image
@@ -98,18 +98,19 @@ def _search_composed(settings: Settings, image: str | None, k: int, filters: tup
     engine = QueryEngine(service, text_model=text_model, weights=weights)
     options = QueryOptions(k=k, filters=parse_filters(filters) or None, threshold=threshold, text=words["--text"],
                            negative_text=words["--negative-text"], positive_ids=tuple(positive_ids),
-                           negative_ids=tuple(negative_ids))
+                           negative_ids=tuple(negative_ids), collapse=collapse)
     try:
         hits = engine.search_composed(img, options).hits
     except (TextTowerError, UnknownItemsError, EmptyQueryError) as exc:
         fail(str(exc))
     if as_json:
-        click.echo(json.dumps({"query": {"image": image, "text": words["--text"]}, "k": k,
+        click.echo(json.dumps({"query": {"image": image, "text": words["--text"]}, "k": k, "collapse": collapse,
                                "results": [h.as_dict() for h in hits]}, indent=2))
         return
     for rank, h in enumerate(hits, 1):
         item = h.item
+        extra = f"  +{len(item['more_ids'])} more" if item.get("more_ids") else ""
         click.echo(f"{rank:3d}  {h.score:.4f}  {item['external_id']:>10}  {item['title']}  "
-                   f"[{item.get('article_type') or '-'}, {item.get('base_colour') or '-'}]")
+                   f"[{item.get('article_type') or '-'}, {item.get('base_colour') or '-'}]{extra}")
     if not hits:
         click.echo("no results")

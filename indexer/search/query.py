@@ -351,8 +351,8 @@ class QueryEngine:
 
     def search_composed(self, image: Image.Image | None, options: QueryOptions) -> QueryResult:
         """Top hits for words, negative words and thumbs up / down items, with or without a photo (the photo's
-        whole frame, or the client's crop). Filters and the threshold apply as in a photo search; thumbs-down items
-        and their look-alikes (cosine >= text.look_alike) are left out.
+        whole frame, or the client's crop). Filters, the threshold and ``collapse`` apply as in a photo search;
+        thumbs-down items and their look-alikes (cosine >= text.look_alike) are left out.
 
         Raises:
             TextTowerError: words without a text model for the served image model.
@@ -375,6 +375,8 @@ class QueryEngine:
         t1 = time.perf_counter()
         want = options.offset + options.k + 1
         fetch = want if negatives is None else 2 * want + 20  # look-alikes of thumbs-down items drop out
+        if options.collapse != "none":
+            fetch *= FETCH_FACTOR
         while True:
             hits = self.service.search_vectors(query[None, :], fetch, options.filters, options.threshold,
                                                exclude_ids=options.negative_ids)[0]
@@ -383,11 +385,15 @@ class QueryEngine:
                 kept = [h for h, ok in zip(hits, keep, strict=True) if ok]
             else:
                 kept = hits
+            # One result per duplicate / variant group, as a photo search (the rest of the group: "+N more").
+            kept, more = self._collapse(kept, lambda h: h.id, options.collapse)
             if len(kept) >= want or len(hits) < fetch or fetch >= self.service.store.count_items():
                 break
             fetch *= 2
         t2 = time.perf_counter()
         page = kept[options.offset:options.offset + options.k]
+        if options.collapse != "none":
+            page = [Hit(h.id, h.score, {**h.item, "more_ids": more.get(h.id, [])}) for h in page]
         region = Region(WHOLE if options.crop is None else tuple(options.crop), "whole" if options.crop is None
                         else "user")  # type: ignore[arg-type]
         report = RegionReport(region, kept[0].score if kept else None, len(page))

@@ -97,3 +97,37 @@ def test_collapse_toggle_and_why(page, seeded) -> None:
     assert "Similarity" in page.locator("#why-dialog .why-summary").inner_text()
     assert page.locator("#why-dialog canvas.why-item").is_visible()
     _shot(page, "curation-why")
+
+
+def test_collapse_toggle_for_word_queries(page, seeded, live_server, small_embedder) -> None:
+    """Runs last: it stores a newer duplicates run (the word query's own top three as one group)."""
+    from indexer.curation.records import DUPLICATES, latest_run, record_run
+    from indexer.wiring import open_store
+    from tests.web.test_text_api import train_tiny_tower
+
+    titles = train_tiny_tower(live_server.settings, small_embedder, epochs=20)
+    title = titles[seeded[1][0]]
+    request = urllib.request.Request(f"{live_server.url}/api/search", json.dumps({"text": title, "k": 6}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        words_top = [h["id"] for h in json.load(resp)["results"][:3]]
+    store = open_store(live_server.settings)
+    try:
+        previous = latest_run(store, DUPLICATES)["details"]["groups"]
+        groups = [g for g in previous if not set(g["ids"]) & set(words_top)]
+        groups.append({"kind": "near", "size": 3, "score": 0.97, "ids": words_top})
+        record_run(store, DUPLICATES, {"groups": len(groups)}, {"groups": groups},
+                   {"threshold": 0.95, "min_cosine": 0.5})
+    finally:
+        store.close()
+    page.goto("/")
+    page.select_option("#collapse", "duplicates")
+    page.fill("#text-query", title)
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as info:
+        page.press("#text-query", "Enter")
+    assert info.value.status == 200
+    assert json.loads(info.value.request.post_data)["collapse"] == "duplicates"
+    page.wait_for_selector("#results .card-more")
+    assert page.locator(f'#results .card[data-item-id="{words_top[0]}"] .card-more').inner_text() == "+2 more"
+    for other in words_top[1:]:
+        assert page.locator(f'#results .card[data-item-id="{other}"]').count() == 0

@@ -117,6 +117,43 @@ def test_collapse_in_the_api(cur, openapi_doc) -> None:
     assert_error(openapi_doc, client.get(f"/api/items/{ids[0]}/similar?collapse=everything"), 400)
 
 
+def test_collapse_in_word_and_thumbs_queries(cur, openapi_doc, small_embedder) -> None:
+    """Runs after test_collapse_in_the_api, whose stored group it reads. k covers the whole catalog, so every member
+    of the group is in the ranked list: collapsed, exactly one shows, carrying the others."""
+    from indexer.curation.records import DUPLICATES, latest_run
+    from indexer.wiring import open_store
+    from tests.web.test_text_api import train_tiny_tower
+
+    settings, app, _ = cur
+    store = open_store(settings)
+    try:
+        grouped = latest_run(store, DUPLICATES)["details"]["groups"][0]["ids"]
+        photo = _jpeg(store.image_path(grouped[0]))
+    finally:
+        store.close()
+    titles = train_tiny_tower(settings, small_embedder, epochs=20)
+    client = app.test_client()
+
+    def post(kind: str, collapse: str | None):
+        extra = {"collapse": collapse} if collapse else {}
+        if kind == "words":
+            return client.post("/api/search", json={"text": titles[grouped[0]], "k": N_ITEMS, **extra})
+        if kind == "thumbs":
+            return client.post("/api/search", json={"positive_ids": [grouped[1]], "k": N_ITEMS, **extra})
+        return client.post("/api/search", data={"image": (io.BytesIO(photo), "q.jpg"), "text": "in red",
+                                                "k": str(N_ITEMS), **extra}, content_type="multipart/form-data")
+
+    for kind in ("words", "thumbs", "photo + words"):
+        plain = post(kind, None).get_json()["results"]
+        assert set(grouped) <= {h["id"] for h in plain}, kind
+        body = assert_matches(openapi_doc, "/api/search", "post", post(kind, "duplicates"))
+        assert body["query"]["collapse"] == "duplicates", kind
+        shown = [h for h in body["results"] if h["id"] in grouped]
+        assert len(shown) == 1, kind
+        assert sorted([shown[0]["id"], *shown[0]["more_ids"]]) == sorted(grouped), kind
+        assert len(body["results"]) == len(plain) - (len(grouped) - 1), kind
+
+
 def _jpeg(item_path: str) -> bytes:
     with open(item_path, "rb") as fh:
         return fh.read()
@@ -187,3 +224,30 @@ def test_search_command_collapses(cur) -> None:
     assert sorted([kept["id"], *kept["more_ids"]]) == sorted(grouped)
     assert len([h for h in hits if h["id"] in grouped]) == 1
     assert _run(search_cmd, settings, path, "--collapse", "everything").exit_code == 2
+
+
+def test_search_command_collapses_word_queries(cur) -> None:
+    """Runs after test_collapse_in_word_and_thumbs_queries (its text tower) and test_collapse_in_the_api (its
+    group)."""
+    from indexer.curation.records import DUPLICATES, latest_run
+    from indexer.search.cli import search_cmd
+    from indexer.wiring import open_store
+
+    settings, _, _ = cur
+    store = open_store(settings)
+    try:
+        grouped = latest_run(store, DUPLICATES)["details"]["groups"][0]["ids"]
+        title = store.get_items([grouped[0]])[grouped[0]]["title"]
+    finally:
+        store.close()
+    plain = _run(search_cmd, settings, "--text", title, "-k", str(N_ITEMS), "--json")
+    assert plain.exit_code == 0, plain.output
+    assert set(grouped) <= {h["id"] for h in json.loads(plain.output)["results"]}
+    result = _run(search_cmd, settings, "--text", title, "-k", str(N_ITEMS), "--json", "--collapse", "duplicates")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["collapse"] == "duplicates"
+    kept = [h for h in body["results"] if h["id"] in grouped]
+    assert len(kept) == 1 and sorted([kept[0]["id"], *kept[0]["more_ids"]]) == sorted(grouped)
+    text_out = _run(search_cmd, settings, "--text", title, "-k", "5", "--collapse", "duplicates")
+    assert text_out.exit_code == 0 and "+2 more" in text_out.output, text_out.output

@@ -170,7 +170,8 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
 
 COLLAPSE_PROP = {"enum": list(COLLAPSE_MODES),
                  "description": "One result per duplicate (same picture) or variant (same shape, other colourway) "
-                                "group of the latest `manage.py duplicates` run; the rest in the result's more_ids."}
+                                "group of the latest `manage.py duplicates` run; the rest in the result's more_ids. "
+                                "Any query: a photo, words, both, thumbs up / down."}
 
 
 def _composed_query_props() -> dict[str, Any]:

@@ -102,6 +102,7 @@
         const positive = state.itemId !== null ? [state.itemId, ...state.positive] : state.positive;
         if (positive.length) body.positive_ids = positive;
         if (state.negative.length) body.negative_ids = state.negative;
+        if (currentCollapse() !== "none") body.collapse = currentCollapse();
         response = await fetch("/api/search", {
           method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
         });
