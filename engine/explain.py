@@ -149,16 +149,31 @@ def _display(heat: np.ndarray) -> list[list[float]]:
     return (h / top if top > 0 else h).round(3).tolist()
 
 
-def explain_pair(embedder, query_image, item_image, method: str = "occlusion", grid: int = GRID) -> dict[str, object]:
+def explain_pair(embedder, query_image, item_image, method: str = "occlusion", grid: int = GRID,
+                 query_embedder=None) -> dict[str, object]:  # noqa: ANN001 - engine Embedders
     """Why ``item_image`` matched ``query_image``: the cosine, a heatmap on each picture (which cells of the
     letterboxed model input drive the similarity to the other picture), and the attributes the model reads from
-    each (type, colour) with whether they agree. Heatmaps are ``grid`` rows of ``grid`` values in [0, 1]."""
+    each (type, colour) with whether they agree. Heatmaps are ``grid`` rows of ``grid`` values in [0, 1].
+
+    Args:
+        embedder: The Embedder of the catalog pictures (the served model): embeds and perturbs ``item_image``.
+        query_embedder: The Embedder that embedded the query when it scored the result (a street encoder for query
+            photos gives vectors of the same space); None = ``embedder``. It embeds and perturbs ``query_image``.
+            The type each side reads comes from ``embedder``'s classifier components (both vectors live in its
+            space).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown explanation method {method!r}; known: {', '.join(METHODS)}")
-    x = embedder.preprocess_batch([query_image, item_image])
-    vectors = embedder.embed_tensors(x)
-    heat_q, score = heatmap(embedder, x[0], vectors[1], method, grid)
-    heat_i, _ = heatmap(embedder, x[1], vectors[0], method, grid)
+    query_side = query_embedder or embedder
+    if query_side is embedder:
+        x = embedder.preprocess_batch([query_image, item_image])
+        vectors = embedder.embed_tensors(x)
+        xq, xi = x[0], x[1]
+    else:
+        xq, xi = query_side.preprocess_batch([query_image])[0], embedder.preprocess_batch([item_image])[0]
+        vectors = np.stack([query_side.embed_tensors(xq[None])[0], embedder.embed_tensors(xi[None])[0]])
+    heat_q, _ = heatmap(query_side, xq, vectors[1], method, grid)
+    heat_i, _ = heatmap(embedder, xi, vectors[0], method, grid)
     sides = {}
     for name, image, vector, heat in (("query", query_image, vectors[0], heat_q), ("item", item_image, vectors[1],
                                                                                     heat_i)):

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from indexer.settings import Settings
+from web.searched_photos import SearchedPhotos
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Runtime:
         self._query = None
         self._facets: tuple[float, dict[str, list[str]]] | None = None
         self._roots: tuple[float, tuple[Any, ...]] | None = None
+        # Photo searches' pictures by search id, for "Why?" (web/searched_photos.py).
+        self.searched_photos = SearchedPhotos()
 
     @property
     def store(self):

@@ -116,6 +116,17 @@ class QueryResult:
     default_garment: int | None = None
 
 
+def searched_box(region: Region) -> tuple[float, float, float, float]:
+    """The part of the photo a region's embedding saw (relative x0, y0, x1, y1): a detector box grown by pad_box,
+    any other region's own box."""
+    return pad_box(region.box) if region.source == "detector" else region.box  # type: ignore[return-value]
+
+
+def region_crop(image: Image.Image, region: Region) -> Image.Image:
+    """The picture a region's embedding was computed from (the photo itself for the whole frame)."""
+    return image if region.box == WHOLE else crop_box(image, searched_box(region))
+
+
 def garment_answer(per_region: Sequence[Sequence[Hit]], garment: int, whole: int = 0, head_n: int = HEAD_N,
                    margin: float = WHOLE_MARGIN) -> list[tuple[int, float, int]]:
     """(id, score, region index) of the default answer of a photo with detected garments.
@@ -276,8 +287,7 @@ class QueryEngine:
         t_detect = time.perf_counter()
         garment_mode = (options.crop is None and (options.localize or self.default_mode) == "auto"
                         and any(r.source == "detector" for r in regions))
-        crops = [image if r.box == WHOLE else crop_box(image, pad_box(r.box) if r.source == "detector" else r.box)
-                 for r in regions]
+        crops = [region_crop(image, r) for r in regions]
         probe = self._feature_probe() if localized and not garment_mode else None
         vectors, features = self._embed(crops, probe)
         if localized and probe is not None:

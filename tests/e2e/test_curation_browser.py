@@ -99,6 +99,24 @@ def test_collapse_toggle_and_why(page, seeded) -> None:
     _shot(page, "curation-why")
 
 
+def test_why_on_a_photo_search_uses_its_search_id(page, live_server, live_rows) -> None:
+    """"Why?" on a photo search's result asks GET /api/explain with the search id the results came with; the photo
+    is not uploaded again."""
+    explain_calls = []
+    page.on("request", lambda r: explain_calls.append((r.method, r.url)) if "/api/explain" in r.url else None)
+    page.goto("/")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as info:
+        page.set_input_files("#file-input", str(live_server.csv.parent / live_rows[7]["image"]))
+    search_id = info.value.json()["search_id"]
+    page.wait_for_selector("#results .card")
+    card = page.locator("#results .card").nth(1)
+    assert card.get_attribute("data-search-id") == search_id
+    card.locator(".why-button").click()
+    page.wait_for_selector("#why-dialog .why-summary[data-ready=true]")
+    assert [m for m, _ in explain_calls] == ["GET"] and f"query={search_id}" in explain_calls[0][1]
+    assert "Similarity" in page.locator("#why-dialog .why-summary").inner_text()
+
+
 def test_collapse_toggle_for_word_queries(page, seeded, live_server, small_embedder) -> None:
     """Runs last: it stores a newer duplicates run (the word query's own top three as one group)."""
     from indexer.curation.records import DUPLICATES, latest_run, record_run

@@ -189,6 +189,54 @@ def test_explain_api(cur, openapi_doc) -> None:
                                           content_type="multipart/form-data"), 400)
 
 
+def test_explain_a_photo_search_by_its_id(cur, openapi_doc) -> None:
+    """POST /api/search hands out a search id; GET /api/explain?query=<it> explains a result against the picture
+    that search embedded (the same cosine as the result's score), without the photo being sent again."""
+    settings, app, ids = cur
+    client = app.test_client()
+    from indexer.wiring import open_store
+
+    store = open_store(settings)
+    photo = _jpeg(store.image_path(ids[3]))
+    store.close()
+    resp = client.post("/api/search", data={"image": (io.BytesIO(photo), "q.jpg"), "k": "5"},
+                       content_type="multipart/form-data")
+    search = assert_matches(openapi_doc, "/api/search", "post", resp)
+    search_id = search["search_id"]
+    assert search_id.startswith("s-")
+    for hit in search["results"][:2]:
+        resp = client.get(f"/api/explain?query={search_id}&item={hit['id']}")
+        body = assert_matches(openapi_doc, "/api/explain", "get", resp)
+        assert abs(body["score"] - hit["score"]) < 1e-3, (body["score"], hit["score"])
+        assert body["query_ref"] == {"search": search_id, "region": hit["region"], "box": [0.0, 0.0, 1.0, 1.0],
+                                     "result": True}
+    # A crop box: the explanation's query side is the crop, as in the search.
+    crop = [0.1, 0.1, 0.9, 0.7]
+    cropped = client.post("/api/search", data={"image": (io.BytesIO(photo), "q.jpg"), "k": "3",
+                                               "crop": ",".join(map(str, crop))},
+                          content_type="multipart/form-data").get_json()
+    hit = cropped["results"][0]
+    body = assert_matches(openapi_doc, "/api/explain", "get",
+                          client.get(f"/api/explain?query={cropped['search_id']}&item={hit['id']}"))
+    assert body["query_ref"]["box"] == crop and abs(body["score"] - hit["score"]) < 1e-3
+    # An item the search did not return: explained against the searched photo, and said so.
+    other = next(i for i in ids if i not in {h["id"] for h in search["results"]})
+    resp = client.get(f"/api/explain?query={search_id}&item={other}")
+    body = assert_matches(openapi_doc, "/api/explain", "get", resp)
+    assert body["query_ref"]["result"] is False and body["query_ref"]["region"] == 0
+    # Unknown / expired ids, regions it did not keep, region with an item id, and a query that is neither.
+    expired = client.get(f"/api/explain?query=s-{'0' * 16}&item={ids[0]}")
+    assert_error(openapi_doc, expired, 404)
+    assert expired.get_json()["error"]["code"] == "search_expired" and "search again" in expired.get_json()["error"][
+        "message"]
+    assert_error(openapi_doc, client.get(f"/api/explain?query={search_id}&item={ids[0]}&region=7"), 400)
+    assert_error(openapi_doc, client.get(f"/api/explain?query={search_id}&item={ids[0]}&region=x"), 400)
+    assert_error(openapi_doc, client.get(f"/api/explain?query={ids[1]}&item={ids[0]}&region=0"), 400)
+    assert_error(openapi_doc, client.get(f"/api/explain?query=s-12&item={ids[0]}"), 400)
+    # A search without a photo has no picture to explain against.
+    assert client.post("/api/search", json={"positive_ids": [ids[0]], "k": 3}).get_json()["search_id"] is None
+
+
 def test_curation_pages_and_json(cur, openapi_doc) -> None:
     _, app, _ = cur
     client = app.test_client()

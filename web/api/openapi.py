@@ -12,6 +12,7 @@ from indexer.curation.collapse import COLLAPSE_MODES
 from indexer.search.query import LOCALIZE_MODES
 from indexer.settings import OutfitSettings, WebSettings
 from web.api.params import MAX_EXAMPLE_IDS, MAX_TEXT_CHARS
+from web.searched_photos import SEARCH_TTL_S, SEARCHES_KEPT
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -114,8 +115,8 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                                        "description": "This garment's own first k results."}}},
         "SearchResponse": {
             "type": "object", "additionalProperties": False,
-            "required": ["query", "regions", "results", "garments", "default_garment", "has_more", "generation",
-                         "timing_ms"],
+            "required": ["query", "regions", "results", "garments", "default_garment", "has_more", "search_id",
+                         "generation", "timing_ms"],
             "properties": {
                 "query": {"type": "object", "additionalProperties": False,
                           "required": [*query_props, "width", "height", "localized"],
@@ -138,6 +139,12 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                 "default_garment": {"type": ["integer", "null"], "minimum": 0,
                                     "description": "Index into `garments` of the garment `results` answers."},
                 "has_more": {"type": "boolean", "description": "More results exist past offset + k."},
+                "search_id": {"type": ["string", "null"], "pattern": "^s-[0-9a-f]{16}$",
+                              "description": "With a photo: this search's id for GET /api/explain?query=<search_id>"
+                                             "&item=<id> (\"Why?\"), which explains a result against the part of the "
+                                             f"photo that found it. Kept in the server process's memory for "
+                                             f"{SEARCH_TTL_S / 60:g} minutes (the latest {SEARCHES_KEPT} searches); "
+                                             "null without a photo."},
                 "generation": {"type": "string", "description": "The index generation that answered."},
                 "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
             },

@@ -21,6 +21,7 @@ from web.api.params import parse_item_id, parse_search_request, parse_similar_ar
 from web.api.serializers import garment_json, hit_json, item_json
 from web.errors import ApiError
 from web.runtime import runtime
+from web.searched_photos import remember_search
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -72,6 +73,9 @@ def search():
     else:
         result = _run(rt.query.search, image, parsed.options)
     gen = _run(rt.search.served)[0].manifest.name
+    # "Why?" explains a result against what this search embedded, by this id (GET /api/explain?query=<search id>).
+    search_id = (remember_search(rt.searched_photos, image, result, rt.query.query_embedder)
+                 if image is not None else None)
     # the uploaded size, before reduced decoding; None for a query without a photo
     width, height = image.info.get("original_size", image.size) if image is not None else (None, None)
     body = {
@@ -82,6 +86,7 @@ def search():
         "garments": [garment_json(result, g) for g in result.garments],
         "default_garment": result.default_garment,
         "has_more": result.has_more,
+        "search_id": search_id,
         "generation": gen,
         "timing_ms": {"decode": round((t1 - t0) * 1000, 2), **result.timings_ms,
                       "total": round((time.perf_counter() - t0) * 1000, 2)},

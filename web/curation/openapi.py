@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.explain import METHODS
+from web.searched_photos import SEARCH_TTL_S, SEARCHES_KEPT
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -26,7 +27,16 @@ def curation_schemas() -> dict[str, Any]:
     explanation = {"type": "object", "additionalProperties": False,
                    "required": ["query_ref", "item_id", "score", "method", "grid", "query", "item", "agree",
                                 "timing_ms"],
-                   "properties": {"query_ref": {"type": "object", "additionalProperties": True},
+                   "properties": {"query_ref": {
+                       "type": "object", "additionalProperties": False,
+                       "description": "What the query side was: a search's region ({search, region, box: the "
+                                      "searched part of the photo, result: whether the item was one of that "
+                                      "search's results}), a catalog item ({item}) or a sent photo ({photo})",
+                       "properties": {"search": {"type": "string"}, "region": {"type": "integer", "minimum": 0},
+                                      "box": {"type": "array", "items": {"type": "number"}, "minItems": 4,
+                                              "maxItems": 4},
+                                      "result": {"type": "boolean"}, "item": {"type": "integer"},
+                                      "photo": {"type": "boolean"}}},
                                   "item_id": {"type": "integer"}, "score": {"type": "number"},
                                   "method": {"enum": list(METHODS)}, "grid": {"type": "integer", "minimum": 1},
                                   "query": side, "item": side,
@@ -80,11 +90,24 @@ def curation_paths(errors: dict[str, Any]) -> dict[str, Any]:
                     "content": errors["400"]["content"]}
     return {
         "/api/explain": {
-            "get": {"operationId": "explainItems", "summary": "Why a result matched a catalog item",
+            "get": {"operationId": "explainResult", "summary": "Why a result matched a photo search or a catalog item",
                     "parameters": [{"name": "query", "in": "query", "required": True,
-                                    "schema": {"type": "integer", "minimum": 1},
-                                    "description": "The catalog item searched from (more like this)."}, item, method],
-                    "responses": {**ok, "400": errors["400"], "404": errors["404"], "503": errors["503"]}},
+                                    "schema": {"oneOf": [{"type": "string", "pattern": "^s-[0-9a-f]{16}$"},
+                                                         {"type": "integer", "minimum": 1}]},
+                                    "description": "A photo search's search_id (POST /api/search; the result is "
+                                                   "explained against the region of the photo that found it), or "
+                                                   "the catalog item searched from (more like this)."}, item, method,
+                                   {"name": "region", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                                    "description": "With a search id: the index of the searched region to explain "
+                                                   "against (default: the one that found the item; the whole photo "
+                                                   "or crop box for an item that was not a result)."}],
+                    "responses": {**ok, "400": errors["400"],
+                                  "404": {**errors["404"], "description": "No such item, or the search id is unknown "
+                                                                          f"or expired (code search_expired: kept "
+                                                                          f"{SEARCH_TTL_S / 60:g} minutes, the latest "
+                                                                          f"{SEARCHES_KEPT} searches, per server "
+                                                                          "process)."},
+                                  "503": errors["503"]}},
             "post": {"operationId": "explainPhoto", "summary": "Why a result matched a photo",
                      "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                          "type": "object", "required": ["image", "item"], "additionalProperties": False,

@@ -1,6 +1,7 @@
-// "Why?" on every result card of the search page: asks /api/explain why the result matched the current query
-// (the uploaded photo, or the item of "more like this") and shows both pictures with their heatmaps, the type and
-// colour the model reads from each, and whether they agree. Listens to search.js's lookalike:query event.
+// "Why?" on every result card of the search page: asks /api/explain why the result matched its query (a photo
+// search by the search id its card carries: the part of the photo that found it, nothing uploaded again; or the
+// item of "more like this") and shows both pictures with their heatmaps, the type and colour the model reads from
+// each, and whether they agree. Listens to search.js's lookalike:query event.
 (() => {
   "use strict";
   const results = document.getElementById("results");
@@ -34,16 +35,22 @@
     });
   }
 
-  // Draw the picture letterboxed on white as the model sees it, then the heat grid over it.
-  function draw(canvas, img, heat) {
+  // Draw the picture (or its part ``box``: relative x0, y0, x1, y1) letterboxed on white as the model sees it, then
+  // the heat grid over it.
+  function draw(canvas, img, heat, box) {
     const ctx = canvas.getContext("2d");
     const size = canvas.width;
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, size, size);
-    const scale = Math.min(size / img.naturalWidth, size / img.naturalHeight);
-    const w = img.naturalWidth * scale;
-    const h = img.naturalHeight * scale;
-    ctx.drawImage(img, (size - w) / 2, (size - h) / 2, w, h);
+    const [x0, y0, x1, y1] = box || [0, 0, 1, 1];
+    const sx = x0 * img.naturalWidth;
+    const sy = y0 * img.naturalHeight;
+    const sw = Math.max(1, (x1 - x0) * img.naturalWidth);
+    const sh = Math.max(1, (y1 - y0) * img.naturalHeight);
+    const scale = Math.min(size / sw, size / sh);
+    const w = sw * scale;
+    const h = sh * scale;
+    ctx.drawImage(img, sx, sy, sw, sh, (size - w) / 2, (size - h) / 2, w, h);
     const n = heat.length;
     const cell = size / n;
     for (let r = 0; r < n; r++) {
@@ -66,16 +73,17 @@
     dialog.querySelector(".why-summary").textContent = "";
     if (!dialog.open) dialog.showModal();
     let response;
+    const searchId = card && card.dataset.searchId;
     try {
-      if (query.file) {
-        const body = new FormData();
-        body.append("image", query.file, query.file.name || "photo");
-        body.append("item", String(itemId));
-        response = await fetch("/api/explain", { method: "POST", body });
+      if (searchId && query.file) {
+        const params = new URLSearchParams({ query: searchId, item: String(itemId) });
+        if (card.dataset.region !== undefined) params.set("region", card.dataset.region);
+        response = await fetch(`/api/explain?${params}`);
       } else if (query.itemId !== null) {
         response = await fetch(`/api/explain?query=${encodeURIComponent(query.itemId)}&item=${itemId}`);
       } else {
-        status.textContent = "Search for something first.";
+        status.textContent = "“Why?” explains a photo search or “more like this”: words alone have no picture to " +
+          "compare.";
         return;
       }
       const data = await response.json();
@@ -83,9 +91,10 @@
         status.textContent = data && data.error ? data.error.message : `The server answered ${response.status}.`;
         return;
       }
-      const querySrc = query.file ? URL.createObjectURL(query.file) : `/items/${query.itemId}/image`;
+      const querySrc = searchId ? URL.createObjectURL(query.file) : `/items/${query.itemId}/image`;
       const [qImg, iImg] = await Promise.all([loadImage(querySrc), loadImage(`/items/${itemId}/image`)]);
-      draw(dialog.querySelector("canvas.why-query"), qImg, data.query.heatmap);
+      if (searchId) URL.revokeObjectURL(querySrc);
+      draw(dialog.querySelector("canvas.why-query"), qImg, data.query.heatmap, data.query_ref.box);
       draw(dialog.querySelector("canvas.why-item"), iImg, data.item.heatmap);
       dialog.querySelector(".why-query-attrs").textContent = attrs(data.query);
       dialog.querySelector(".why-item-attrs").textContent = attrs(data.item);

@@ -27,7 +27,8 @@
   const narrowScreen = window.matchMedia("(max-width: 860px)");
 
   const state = { file: null, itemId: null, itemTitle: "", crop: null, offset: 0, seq: 0, objectUrl: null,
-                  text: "", positive: [], negative: [], garments: [], garment: null, defaultGarment: null };
+                  text: "", positive: [], negative: [], garments: [], garment: null, defaultGarment: null,
+                  searchId: null };
   const garmentBoxes = $("garment-boxes");
   const garmentChips = $("garment-chips");
   const SLOT_NAMES = { topwear: "Top", bottomwear: "Bottom", one_piece: "Dress", footwear: "Shoes", bag: "Bag",
@@ -139,7 +140,7 @@
     }
     if (!append) results.replaceChildren();
     const fragment = document.createDocumentFragment();
-    for (const hit of data.results) fragment.appendChild(makeCard(hit));
+    for (const hit of data.results) fragment.appendChild(makeCard(hit, data.search_id));
     results.appendChild(fragment);
     if (window.lookalikePaintSwatches) window.lookalikePaintSwatches(results);
     state.offset = offset + data.results.length;
@@ -161,9 +162,14 @@
     results.setAttribute("aria-busy", "false");
   }
 
-  function makeCard(hit) {
+  // searchId: the photo search that found the hit ("Why?" in curation.js explains it against that search's photo).
+  function makeCard(hit, searchId) {
     const node = template.content.firstElementChild.cloneNode(true);
     node.dataset.itemId = String(hit.id);
+    if (searchId) {
+      node.dataset.searchId = searchId;
+      if (hit.region !== undefined) node.dataset.region = String(hit.region);
+    }
     const thumb = node.querySelector(".card-thumb");
     thumb.href = hit.item_url;
     const img = thumb.querySelector("img");
@@ -229,6 +235,7 @@
     clearGarments();
     state.garments = data.garments;
     state.defaultGarment = data.default_garment;
+    state.searchId = data.search_id;
     data.garments.forEach((garment, index) => {
       const label = `${slotName(garment.slot)} (${Math.round(garment.confidence * 100)}% sure)`;
       const box = document.createElement("button");
@@ -265,7 +272,7 @@
     results.replaceChildren();
     const fragment = document.createDocumentFragment();
     const hits = index === state.defaultGarment && data ? data.results : garment.results;
-    for (const hit of hits) fragment.appendChild(makeCard(hit));
+    for (const hit of hits) fragment.appendChild(makeCard(hit, state.searchId));
     results.appendChild(fragment);
     if (window.lookalikePaintSwatches) window.lookalikePaintSwatches(results);
     state.offset = hits.length;
