@@ -10,10 +10,13 @@
   other values (SYNTHETIC errors); precision@100 and recall of the flipped items among the test-split products.
 - ``explain``: deletion test on 200 (item, nearest neighbour) pairs for occlusion and gradient heatmaps, and the
   p50 time of one explanation.
+- ``variants``: variant-pair precision and recall of the colour-variant groups against a ground truth read from
+  the titles alone (indexer/curation/variant_truth.py), at the configured threshold and a small sweep; brands split
+  in val / test halves (any change of the default is chosen on val).
 
 Reads the lead's index (var/) and never writes it; everything it builds lives in memory or a temp dir.
 
-    python bench/curation.py duplicates|audit|explain [--no-write]
+    python bench/curation.py duplicates|audit|explain|variants [--no-write]
 """
 
 from __future__ import annotations
@@ -257,9 +260,101 @@ def run_duplicates(args) -> str:
     return body
 
 
+VARIANT_SWEEP = (0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97)
+VARIANT_TARGET_PRECISION = 0.9
+
+
+def run_variants(args) -> str:
+    """Variant-pair precision and recall of the variant grouping against the title ground truth
+    (indexer/curation/variant_truth.py), brands split in val / test halves."""
+    from indexer.curation.cli import served_classifier
+    from indexer.curation.duplicates import exact_pairs
+    from indexer.curation.label_audit import appearance_part
+    from indexer.curation.variant_truth import (
+        MAX_COLOURWAYS,
+        MAX_MODEL_TITLES,
+        positive_pairs,
+        score_groups,
+        title_keys,
+    )
+    from indexer.curation.variants import leader_groups, variant_candidates
+
+    settings, store, gen = _served(args.config)
+    ids = np.asarray(gen.ids)
+    rows = _item_rows(store, ids)
+    vectors = np.asarray(gen.vectors, np.float32)
+    classes, weight = served_classifier(gen)
+    n_classes = len(classes) if weight else 0
+    keys = title_keys(rows)
+    half = {b: ("val" if random.Random(b).random() < 0.5 else "test") for b in {k.brand for k in keys}}
+    parts = {p: [r for r, k in enumerate(keys) if half[k.brand] == p] for p in ("val", "test")}
+    types = [r.get("article_type") for r in rows]
+    exact = {(int(a), int(b)) for a, b in exact_pairs([r["content_sha256"] for r in rows])}
+    configured = settings.curation.variant_threshold
+    low = min(*VARIANT_SWEEP, configured)
+    t0 = time.perf_counter()
+    pairs, scores = variant_candidates(vectors, types, low, n_classes, settings.curation.duplicate_candidates, exact)
+    candidates_s = time.perf_counter() - t0
+
+    def measured(threshold: float):
+        keep = scores >= threshold
+        groups = leader_groups(len(ids), pairs[keep], scores[keep])
+        return groups, {p: score_groups(groups, keys, rows_p) for p, rows_p in parts.items()}
+
+    sweep = [(t, *measured(t)) for t in sorted({*VARIANT_SWEEP, configured})]
+    ok = [s for s in sweep if s[2]["val"].precision >= VARIANT_TARGET_PRECISION]
+    chosen = max(ok, key=lambda s: s[2]["val"].recall)[0] if ok else None
+    note = (f"val choice {chosen}" if chosen is not None else
+            f"no threshold reaches val precision {VARIANT_TARGET_PRECISION}, so none is chosen and the default stays")
+    table = markdown_table(
+        ["appearance cosine >=", "groups", "items grouped", "val precision", "val recall", "test pairs decided",
+         "test precision", "test recall"],
+        [[f"{t}{' (configured)' if t == configured else ''}{' (val choice)' if t == chosen else ''}", len(groups),
+          sum(len(g) for g in groups), m["val"].precision, m["val"].recall, m["test"].decided, m["test"].precision,
+          m["test"].recall] for t, groups, m in sweep])
+    # Why recall stops where it does: how alike the truth's test variant pairs are, and how many are candidates at all.
+    appearance = appearance_part(vectors, n_classes)
+    test_pos = sorted(positive_pairs(keys, parts["test"]))
+    pos_cos = np.array([float(appearance[a] @ appearance[b]) for a, b in test_pos])
+    candidate_set = {(int(a), int(b)) for a, b in pairs}
+    reachable = sum(p in candidate_set for p in test_pos)
+    test_m = dict((t, m["test"]) for t, _, m in sweep)[configured]
+    # What the configured groups join instead: pairs of two brands, and of one base_colour, among the test items.
+    test_set = set(parts["test"])
+    joined = [(a, b) for g in dict((t, groups) for t, groups, _ in sweep)[configured]
+              for x, a in enumerate(g) for b in g[x + 1:] if a in test_set and b in test_set]
+    two_brands = sum(keys[a].brand != keys[b].brand for a, b in joined) / max(len(joined), 1)
+    one_colour = sum(bool(keys[a].colour) and keys[a].colour == keys[b].colour for a, b in joined) / max(len(joined), 1)
+    body = (
+        f"Catalog: {len(ids):,} items of generation {gen.manifest.name} (model {settings.model.checkpoint}, "
+        f"fingerprint {gen.manifest.fingerprint[:8]}); variant groups as `manage.py duplicates` makes them "
+        f"(indexer/curation/variants.py: same article_type, appearance cosine >= the threshold among each item's "
+        f"{settings.curation.duplicate_candidates} nearest neighbours, leader clustering; pairs of one image file "
+        f"left out), with every pair of items in one group counted as a predicted variant pair. Ground truth from "
+        f"the titles only (indexer/curation/variant_truth.py, no picture): one product in another colourway = same "
+        f"brand (first title word), article_type and gender, the same title once colour and gender words are "
+        f"removed, a different base_colour, and a title naming a model (a word in at most {MAX_MODEL_TITLES} "
+        f"titles and at most half of its brand's) shared by at most {MAX_COLOURWAYS} items; not variants = other "
+        f"brands, or two different model-naming titles; other pairs are undecided and not counted. Brands split in "
+        f"halves by a seeded hash ({len(parts['val']):,} val items, {len(parts['test']):,} test items); precision "
+        f"= variant pairs / decided grouped pairs, recall = grouped variant pairs / all variant pairs of the truth "
+        f"({len(test_pos):,} on test). The val choice: highest val recall with val precision >= "
+        f"{VARIANT_TARGET_PRECISION} ({note}).\n\n{table}\n\n"
+        f"- At the configured {configured}: test {test_m.correct}/{test_m.decided} decided grouped pairs are "
+        f"variants ({test_m.grouped_pairs:,} grouped pairs in all, the rest undecided); of all grouped test pairs "
+        f"{two_brands:.3f} join two brands and {one_colour:.3f} two items of one base_colour.\n"
+        f"- The truth's test variant pairs: appearance cosine p10/p50/p90 "
+        f"{np.percentile(pos_cos, 10):.3f}/{np.percentile(pos_cos, 50):.3f}/{np.percentile(pos_cos, 90):.3f}; "
+        f"{(pos_cos >= configured).mean():.3f} reach {configured}; {reachable}/{len(test_pos)} are among the "
+        f"candidate pairs at all (nearest neighbours, cosine >= {low}), the ceiling of recall at any threshold "
+        f"here.\n- Candidate pairs: {len(pairs):,} ({candidates_s:.0f} s, 2 shared CPU cores).\n")
+    print(body)
+    return body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("duplicates", "audit", "explain"))
+    parser.add_argument("part", choices=("duplicates", "audit", "explain", "variants"))
     parser.add_argument("--config", default="config.toml")
     parser.add_argument("--candidates", type=int, default=10)
     parser.add_argument("--min-cosine", type=float, default=0.5)
@@ -269,11 +364,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="", help="Folder for the colour-descriptor cache (default: temp).")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    runner = {"duplicates": run_duplicates, "audit": run_audit, "explain": run_explain}[args.part]
+    runner = {"duplicates": run_duplicates, "audit": run_audit, "explain": run_explain, "variants": run_variants}[
+        args.part]
     body = runner(args)
     if not args.no_write:
         titles = {"duplicates": "Curation: near-duplicates (issue 18)", "audit": "Curation: label audit (issue 18)",
-                  "explain": "Curation: why did this match (issue 18)"}
+                  "explain": "Curation: why did this match (issue 18)",
+                  "variants": "Curation: colour variants (issue 18)"}
         update_section(f"curation-{args.part}", titles[args.part], body)
 
 

@@ -30,7 +30,8 @@ def _served(settings: Settings):
     return store, gen, ids, np.asarray(gen.vectors)[keep], [rows[int(i)] for i in ids]
 
 
-def _classifier(gen) -> tuple[list[str], float]:
+def served_classifier(gen) -> tuple[list[str], float]:  # noqa: ANN001 - IndexGeneration
+    """(classes, weight) of the taxonomy classifier whose components end the generation's vectors; ([], 0) without."""
     spec = (gen.manifest.model or {}).get("classifier") if hasattr(gen.manifest, "model") else None
     if not spec:
         return [], 0.0
@@ -90,7 +91,7 @@ def duplicates_cmd(settings: Settings, threshold: float | None, variant_threshol
 
     report = find_duplicates(ids.tolist(), [r["content_sha256"] for r in rows], vectors, load_grid, threshold,
                              cfg.duplicate_candidates, cfg.duplicate_min_cosine, progress=not (as_json or as_csv))
-    classes, weight = _classifier(gen)
+    classes, weight = served_classifier(gen)
     row_of = {int(i): k for k, i in enumerate(ids)}
     dup_pairs = {(min(row_of[a], row_of[b]), max(row_of[a], row_of[b]))
                  for g in report.groups for a in g.ids for b in g.ids if a != b}
@@ -177,7 +178,7 @@ def audit_labels_cmd(settings: Settings, columns: tuple[str, ...], as_json: bool
     store, gen, ids, vectors, rows = _served(settings)
     if not len(ids):
         fail("the served index holds no item: run `python manage.py index` first")
-    classes, weight = _classifier(gen)
+    classes, weight = served_classifier(gen)
     wanted = columns or DEFAULT_COLUMNS
     colours = _colours(settings, rows, not (as_json or as_csv)) if "base_colour" in wanted else None
     found = audit_labels(AuditInputs(ids.tolist(), rows, vectors, classes, weight, colours), wanted,

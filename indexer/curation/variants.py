@@ -5,6 +5,9 @@ cut and print far more than colour (engine/colour.py: a linear probe reads the c
 about 54%), so "high similarity with the colour component removed" is the appearance cosine. Variants must also
 share their article_type. Groups are grown greedily around the most connected items (leader clustering), so a
 group never chains across the catalog: every member is within the threshold of its group's leader.
+
+Measured against a title ground truth (bench/curation.py variants, indexer/curation/variant_truth.py), the groups
+of the served model are look-alikes far more than colourways (docs/curation.md "How good the variant groups are").
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ def leader_groups(n: int, pairs: np.ndarray, scores: np.ndarray) -> list[list[in
     return groups
 
 
+def variant_candidates(vectors: np.ndarray, types: Sequence[str | None], min_cosine: float, n_classes: int = 0,
+                       candidates: int = 10, exclude: set[tuple[int, int]] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(row pairs (P, 2) with i < j, appearance cosines (P,)): each item's ``candidates`` nearest neighbours by
+    appearance with cosine >= ``min_cosine``, of its own article_type and not in ``exclude``. The neighbours do not
+    depend on ``min_cosine``, so the pairs at a higher threshold are these pairs with cosine >= it."""
+    appearance = appearance_part(vectors, n_classes)
+    pairs, scores = candidate_pairs(appearance, candidates, min_cosine)
+    keep = np.array([bool(types[a]) and types[a] == types[b] and (exclude is None or (int(a), int(b)) not in exclude)
+                     for a, b in pairs], bool) if len(pairs) else np.zeros(0, bool)
+    return pairs[keep], scores[keep]
+
+
 def find_variants(ids: Sequence[int], vectors: np.ndarray, types: Sequence[str | None], threshold: float,
                   n_classes: int = 0, candidates: int = 10, exclude: set[tuple[int, int]] | None = None
                   ) -> list[VariantGroup]:
@@ -64,9 +80,6 @@ def find_variants(ids: Sequence[int], vectors: np.ndarray, types: Sequence[str |
         candidates: Nearest neighbours per item considered.
         exclude: Row pairs (i < j) not to join (e.g. the duplicates already grouped).
     """
-    appearance = appearance_part(vectors, n_classes)
-    pairs, scores = candidate_pairs(appearance, candidates, threshold)
-    keep = np.array([bool(types[a]) and types[a] == types[b] and (exclude is None or (int(a), int(b)) not in exclude)
-                     for a, b in pairs], bool) if len(pairs) else np.zeros(0, bool)
-    groups = leader_groups(len(ids), pairs[keep], scores[keep])
+    pairs, scores = variant_candidates(vectors, types, threshold, n_classes, candidates, exclude)
+    groups = leader_groups(len(ids), pairs, scores)
     return [VariantGroup(int(ids[g[0]]), [int(ids[r]) for r in g]) for g in groups]

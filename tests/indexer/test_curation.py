@@ -142,3 +142,68 @@ def test_the_audit_ranks_a_planted_error_first_with_the_right_suggestion() -> No
     assert (colour.item_id, colour.current, colour.suggested) == (110, "Red", "Blue")
     with pytest.raises(ValueError, match="cannot audit"):
         audit_labels(AuditInputs([1], [{}], x[:1]), ["price"])
+
+
+def _titled(title: str, colour: str, article_type: str = "Handbags", gender: str = "Women") -> dict:
+    return {"title": title, "base_colour": colour, "article_type": article_type, "gender": gender}
+
+
+def _other_puma_products() -> list[dict]:
+    """A brand has more products than the few a test looks at: a model word is in at most half of its titles."""
+    return [_titled(f"Puma Men Black {m} Shoes", "Black", "Sports Shoes", "Men")
+            for m in ("Axis", "Drift", "Ferrari", "Roma", "Suede", "Tazon", "Vikky", "Wired")]
+
+
+def test_the_title_truth_of_colour_variants() -> None:
+    from indexer.curation.variant_truth import pair_label, positive_pairs, title_keys
+
+    rows = [_titled("Puma Women Charcoal Jamaica Lifestyle Handbag", "Charcoal"),   # 0 | one product in two
+            _titled("Puma Women Grey Jamaica Lifestyle Handbag", "Grey"),           # 1 | colourways
+            _titled("Puma Women Grey Jamaica Lifestyle Handbag", "Grey"),           # 2 same colour: undecided
+            _titled("Puma Women Black Ferrara Handbag", "Black"),                   # 3 another Puma model
+            _titled("Nyk Women Grey Jamaica Lifestyle Handbag", "Grey"),            # 4 another brand
+            _titled("Vero Women Black Handbag", "Black"), _titled("Vero Women Red Handbag", "Red"),  # 5, 6 generic
+            _titled("Puma Men Grey Jamaica Lifestyle Handbag", "Black", gender="Men")]  # 7 other gender
+    rows += [_titled(f"Vero Women {c} Handbag", c) for c in ("Blue", "Green", "Pink", "White", "Brown", "Beige")]
+    rows += [_titled(f"Lino Women {c} Sequin Wallet", c, "Wallets") for c in
+             ("Blue", "Green", "Pink", "White", "Brown", "Beige", "Black")]  # 7 "colourways": a generic title
+    rows += _other_puma_products()
+    keys = title_keys(rows)
+    assert pair_label(keys[0], keys[1]) is True
+    assert pair_label(keys[1], keys[2]) is None
+    assert pair_label(keys[0], keys[3]) is False and pair_label(keys[1], keys[4]) is False
+    assert pair_label(keys[5], keys[6]) is None
+    assert pair_label(keys[0], keys[7]) is None
+    assert pair_label(keys[14], keys[15]) is None
+    assert positive_pairs(keys) == {(0, 1), (0, 2)}
+    assert positive_pairs(keys, [0, 1, 3]) == {(0, 1)}
+
+
+def test_variant_groups_scored_against_the_truth() -> None:
+    from indexer.curation.variant_truth import score_groups, title_keys
+
+    rows = [_titled("Puma Women Charcoal Jamaica Handbag", "Charcoal"), _titled("Puma Women Grey Jamaica Handbag",
+                                                                                "Grey"),
+            _titled("Puma Women Red Jamaica Handbag", "Red"), _titled("Nyk Women Red Lotus Handbag", "Red"),
+            _titled("Vero Women Black Handbag", "Black"), *_other_puma_products()]
+    keys = title_keys(rows)
+    # Pairs: (0,1) variant, (0,3) (1,3) other brand, (0,4) (1,4) other brand; (2) alone: recall 1/3.
+    score = score_groups([[0, 1, 3, 4]], keys)
+    assert (score.grouped_pairs, score.decided, score.correct, score.positives) == (6, 6, 1, 3)
+    assert score.precision == 1 / 6 and score.recall == 1 / 3
+    assert score_groups([[0, 1, 3, 4]], keys, [0, 1, 2]).decided == 1
+
+
+def test_variant_candidates_hold_every_threshold() -> None:
+    from indexer.curation.variants import find_variants, leader_groups, variant_candidates
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    types = ["a", "b"] * 20
+    pairs, scores = variant_candidates(vectors, types, 0.0, candidates=6)
+    assert all(types[a] == types[b] for a, b in pairs)
+    for t in (0.2, 0.5, 0.8):
+        keep = scores >= t
+        expected = [[int(r) for r in g] for g in leader_groups(40, pairs[keep], scores[keep])]
+        assert [g.ids for g in find_variants(list(range(40)), vectors, types, t, candidates=6)] == expected
