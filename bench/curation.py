@@ -218,6 +218,25 @@ def run_duplicates(args) -> str:
                                for k, s in enumerate(sources))
     copies_test = [k for k in range(INJECTED) if split_of[picture[len(ids) + k]] == "test"]
     grouped_with_source = sum(any(len(ids) + k in g and sources[k] in g for g in groups) for k in copies_test)
+    # Recall by kind of true test pair: what the missing recall is made of.
+    group_of = np.full(n, -1)
+    for gi, g in enumerate(groups):
+        group_of[g] = gi
+    by_kind: dict[str, list[int]] = {"same file": [0, 0], "catalog files, one photograph": [0, 0],
+                                     "injected copy": [0, 0]}
+    test_set = set(test_rows.tolist())
+    members: dict[str, list[int]] = {}
+    for r in test_set:
+        members.setdefault(picture[r], []).append(r)
+    for rs in members.values():
+        for x, a in enumerate(rs):
+            for b in rs[x + 1:]:
+                k = ("same file" if hashes[a] == hashes[b] else "injected copy" if max(a, b) >= len(ids)
+                     else "catalog files, one photograph")
+                by_kind[k][0] += 1
+                by_kind[k][1] += int(group_of[a] >= 0 and group_of[a] == group_of[b])
+    at_recall = [s for s in sweep if s[3] >= 0.9]
+    best_at_recall = max(at_recall, key=lambda s: s[2]) if at_recall else None
     near = [g for g in groups if len({hashes[r] for r in g}) > 1]
     mixed = [g for g in near if len({picture[r] for r in g}) > 1]
     same_type_mixed = [g for g in mixed if len({types[r] for r in g}) == 1]
@@ -249,6 +268,10 @@ def run_duplicates(args) -> str:
         f"{len(check):,} verified on pixels; {find_s:.0f} s for {n:,} items (2 shared CPU "
         f"cores, or read from the cache).\n"
         f"- Test copies grouped with their source: {grouped_with_source}/{len(copies_test)}.\n"
+        f"- Test recall by kind of true pair: "
+        + ", ".join(f"{k} {found_k}/{total_k}" for k, (total_k, found_k) in by_kind.items()) + ". "
+        + (f"Val sweep at recall >= 0.90: the best precision is {best_at_recall[2]:.3f} (cosine {best_at_recall[0]}, "
+           f"picture {best_at_recall[1]})" if best_at_recall else "No val sweep point reaches recall 0.90") + ".\n"
         f"- Groups at the threshold: {len(groups)} ({len(groups) - len(near)} exact, {len(near)} near). False-group "
         f"rate (near groups joining different pictures): {len(mixed)}/{max(len(near), 1)} = "
         f"{len(mixed) / max(len(near), 1):.3f}; of those, joining one article type only: {len(same_type_mixed)}. "
