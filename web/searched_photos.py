@@ -46,12 +46,14 @@ class SearchedRegion:
 
 @dataclass(frozen=True)
 class SearchedPhoto:
-    """What a photo search kept: its regions by index (the response's `regions` / `region` numbers) and the region
-    that answered each returned item."""
+    """What a photo search kept: its regions by index (the response's `regions` / `region` numbers), the region
+    that answered each returned item, and whether the photo was a product shot (embedded by the served model rather
+    than the query embedder)."""
 
     regions: Mapping[int, SearchedRegion]
     region_of_item: Mapping[int, int]
     nbytes: int
+    product_shot: bool = False
 
 
 class SearchedPhotos:
@@ -67,10 +69,11 @@ class SearchedPhotos:
         self._entries: OrderedDict[str, tuple[float, SearchedPhoto]] = OrderedDict()
         self._bytes = 0
 
-    def remember(self, regions: Mapping[int, SearchedRegion], region_of_item: Mapping[int, int]) -> str:
+    def remember(self, regions: Mapping[int, SearchedRegion], region_of_item: Mapping[int, int],
+                 product_shot: bool = False) -> str:
         """Keep a search's pictures; returns its new search id."""
         nbytes = sum(len(r.picture.getbands()) * r.picture.width * r.picture.height for r in regions.values())
-        photo = SearchedPhoto(dict(regions), dict(region_of_item), nbytes)
+        photo = SearchedPhoto(dict(regions), dict(region_of_item), nbytes, product_shot)
         search_id = SEARCH_ID_PREFIX + secrets.token_hex(8)
         with self._lock:
             self._entries[search_id] = (self._clock(), photo)
@@ -102,7 +105,8 @@ class SearchedPhotos:
 
 def remember_search(memory: SearchedPhotos, image: Image.Image, result: QueryResult, query_embedder) -> str:  # noqa: ANN001
     """Keep what a photo search embedded for its returned results (the default answer's and each garment's): each
-    answering region's picture, letterboxed by ``query_embedder`` (the embedder the search used). Returns the
+    answering region's picture, letterboxed by ``query_embedder`` (the embedder the search used:
+    ``QueryEngine.embedder_for(result)``). Returns the
     search id. Regions that answered nothing are not kept; the first region (the whole photo, or the client's crop)
     always is."""
     region_of_item: dict[int, int] = {}
@@ -119,4 +123,4 @@ def remember_search(memory: SearchedPhotos, image: Image.Image, result: QueryRes
         region = result.regions[index].region
         pixels = query_embedder.preprocessor.pixels(region_crop(image, region))
         regions[index] = SearchedRegion(tuple(float(v) for v in searched_box(region)), Image.fromarray(pixels))
-    return memory.remember(regions, region_of_item)
+    return memory.remember(regions, region_of_item, result.product_shot)

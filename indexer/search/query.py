@@ -114,6 +114,8 @@ class QueryResult:
     # With garments detected (localize=auto and a detector): each garment's results, and which one ``hits`` answers.
     garments: list[GarmentResult] = field(default_factory=list)
     default_garment: int | None = None
+    # The photo looked like a product shot, so the served model embedded it (else the query embedder did).
+    product_shot: bool = False
 
 
 def searched_box(region: Region) -> tuple[float, float, float, float]:
@@ -159,8 +161,9 @@ class QueryEngine:
         if default_mode not in LOCALIZE_MODES:
             raise ValueError(f"web.localize must be one of {', '.join(LOCALIZE_MODES)}, got {default_mode!r}")
         self.service = service
-        # What query photos and their regions go through: the street encoder when one is configured
+        # What street photos and their regions go through: the street encoder when one is configured
         # (indexer.embedders.query_embedder_from_settings), else the served model; both give vectors of the index.
+        # Photos that look like product shots go through the served model, which made the catalog's vectors.
         self.query_embedder = query_embedder or service.embedder
         self.text_model = text_model
         self.weights = weights or CompositionWeights()
@@ -186,11 +189,14 @@ class QueryEngine:
         self._embed([blank] * WARM_UP_BATCH)
         self._embed([blank] * (1 + len(grid_regions())), probe)
         self._embed([blank])
+        if self.query_embedder is not self.service.embedder:
+            self._embed([blank], product_shot=True)  # product shots go through the served model
         self.detect(blank)  # the detector's first forward pass (session arenas) too
 
     # ---- pieces --------------------------------------------------------------------------------------
 
     def _feature_probe(self) -> FeatureProbe | None:
+        """The probe on the street model's feature layer (the activation crop is only asked of street photos)."""
         if self._probe is False:
             emb = self.query_embedder
             # Its dummy forward pass runs on the model thread too: never two passes through the module at once.
@@ -211,11 +217,12 @@ class QueryEngine:
             self._direction = (name, direction)
         return self._direction[1]
 
-    def _embed(self, images: Sequence[Image.Image], probe: FeatureProbe | None = None
+    def _embed(self, images: Sequence[Image.Image], probe: FeatureProbe | None = None, product_shot: bool = False
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """(embeddings, the first image's feature map if probed); the feature map is read on the model thread,
-        before another query's forward pass can overwrite the probe."""
-        emb = self.query_embedder
+        before another query's forward pass can overwrite the probe. A product shot goes through the served model,
+        anything else through the query embedder (the street encoder when configured)."""
+        emb = self.service.embedder if product_shot else self.query_embedder
         batch = emb.preprocess_batch(list(images))  # PIL work runs in the caller's thread, in parallel
 
         def forward() -> tuple[np.ndarray, np.ndarray | None]:
@@ -241,6 +248,11 @@ class QueryEngine:
         collapsed = collapse_ranked(ranked, key, self._groups.groups(mode))
         return [entry for entry, _ in collapsed], {int(key(entry)): more for entry, more in collapsed if more}
 
+    def embedder_for(self, result: QueryResult):  # noqa: ANN201 - engine Embedder
+        """The embedder that embedded a result's photo: the served model for a product shot, else the query
+        embedder."""
+        return self.service.embedder if result.product_shot else self.query_embedder
+
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed photos, serialised with the searches' forward passes (the outfit service embeds through this)."""
         return self._embed(images)[0]
@@ -254,18 +266,21 @@ class QueryEngine:
         return [Region(tuple(float(v) for v in d.box), "detector", d.label, float(d.score))  # type: ignore[arg-type]
                 for d in found[:MAX_DETECTIONS]]
 
-    def regions_for(self, image: Image.Image, options: QueryOptions) -> tuple[list[Region], bool]:
+    def regions_for(self, image: Image.Image, options: QueryOptions, product_shot: bool | None = None
+                    ) -> tuple[list[Region], bool]:
         """The regions a query searches (before the activation crop), and whether it localises.
 
         A client's crop box wins; ``off`` and product shots (in ``auto``) search the whole photo; ``auto`` with a
         detector that finds garments searches the whole photo + the garments and no grid crop (a background cell
         cannot outrank a garment); otherwise, and always in ``crops``, the whole photo + grid crops (+ detector
-        boxes in ``crops``).
+        boxes in ``crops``). ``product_shot``: ``looks_like_product_shot(image)`` when the caller has it already.
         """
         if options.crop is not None:
             return [Region(tuple(options.crop), "user")], False  # type: ignore[arg-type]
         mode = options.localize or self.default_mode
-        if mode == "off" or (mode == "auto" and looks_like_product_shot(image)):
+        if product_shot is None:
+            product_shot = looks_like_product_shot(image)
+        if mode == "off" or (mode == "auto" and product_shot):
             return [Region(WHOLE, "whole")], False
         garments = self.detect(image)
         if mode == "auto" and garments:
@@ -283,13 +298,14 @@ class QueryEngine:
             GenerationError: no index can be served.
         """
         t0 = time.perf_counter()
-        regions, localized = self.regions_for(image, options)
+        product_shot = options.crop is None and looks_like_product_shot(image)
+        regions, localized = self.regions_for(image, options, product_shot)
         t_detect = time.perf_counter()
         garment_mode = (options.crop is None and (options.localize or self.default_mode) == "auto"
                         and any(r.source == "detector" for r in regions))
         crops = [region_crop(image, r) for r in regions]
         probe = self._feature_probe() if localized and not garment_mode else None
-        vectors, features = self._embed(crops, probe)
+        vectors, features = self._embed(crops, probe, product_shot)
         if localized and probe is not None:
             if features is not None:
                 amap = activation_map(features, self._catalog_direction(features.shape[0]))
@@ -335,7 +351,7 @@ class QueryEngine:
         timings = {"detect": (t_detect - t0) * 1000, "embed": (t1 - t_detect) * 1000, "search": (t2 - t1) * 1000,
                    "total": (time.perf_counter() - t0) * 1000}
         return QueryResult(hits_out, region_of_hit, reports, localized, len(merged) > options.offset + options.k,
-                           {k: round(v, 2) for k, v in timings.items()}, garments, chosen)
+                           {k: round(v, 2) for k, v in timings.items()}, garments, chosen, product_shot)
 
     def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors of texts in the served image space.
@@ -374,9 +390,10 @@ class QueryEngine:
         texts = [t for t in (options.text, options.negative_text) if t]
         encoded = dict(zip(texts, self.text_vectors(texts), strict=True)) if texts else {}
         photo = None
+        product_shot = image is not None and options.crop is None and looks_like_product_shot(image)
         if image is not None:
             crop = image if options.crop is None else crop_box(image, options.crop)
-            photo = self._embed([crop])[0][0]
+            photo = self._embed([crop], product_shot=product_shot)[0][0]
         positives = self._item_vectors(options.positive_ids)
         negatives = self._item_vectors(options.negative_ids)
         query = compose_vector(text=encoded.get(options.text), photo=photo,
@@ -409,7 +426,7 @@ class QueryEngine:
         report = RegionReport(region, kept[0].score if kept else None, len(page))
         timings = {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "total": (time.perf_counter() - t0) * 1000}
         return QueryResult(page, [0] * len(page), [report] if image is not None else [], False, len(kept) > want - 1,
-                           {k: round(v, 2) for k, v in timings.items()})
+                           {k: round(v, 2) for k, v in timings.items()}, product_shot=product_shot)
 
     def similar_to_item(self, item_id: int, options: QueryOptions) -> tuple[list[Hit], bool] | None:
         """Items most like a catalog item (itself excluded), paged; None when the item is unknown."""

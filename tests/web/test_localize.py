@@ -77,3 +77,37 @@ def test_concurrent_queries_give_the_same_answers(app, web_catalog):
     with ThreadPoolExecutor(4) as pool:
         concurrent = list(pool.map(answer, photos))
     assert concurrent == sequential
+
+
+def test_product_shots_go_through_the_served_model_street_photos_through_the_query_embedder(app, web_catalog):
+    """With a street encoder (QueryEngine's query_embedder), a photo that looks like a product shot is still embedded
+    by the served model, which made the catalog's vectors; a street photo and its regions go through the encoder."""
+    from engine.localize import looks_like_product_shot
+    from web.runtime import runtime
+
+    class Recording:
+        def __init__(self, inner) -> None:
+            self.inner, self.images = inner, 0
+
+        def embed_tensors(self, batch):
+            self.images += len(batch)
+            return self.inner.embed_tensors(batch)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    base = runtime(app).query
+    street_model = Recording(base.service.embedder)
+    engine = QueryEngine(base.service, None, "auto", query_embedder=street_model)
+    settings, csv = web_catalog
+    with csv.open(newline="") as fh:
+        row = next(csvmod.DictReader(fh))
+    shot = Image.open(csv.parent / row["image"]).convert("RGB")
+    assert looks_like_product_shot(shot)
+    found = engine.search(shot, QueryOptions(k=5))
+    assert street_model.images == 0 and found.hits[0].item["external_id"] == row["id"]
+    assert found.product_shot and engine.embedder_for(found) is base.service.embedder  # "Why?" explains with it
+    _, photo = _street_photos(web_catalog, 1)[0]
+    result = engine.search(photo, QueryOptions(k=5))
+    assert result.localized and street_model.images >= len(result.regions)
+    assert not result.product_shot and engine.embedder_for(result) is street_model

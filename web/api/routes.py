@@ -74,7 +74,7 @@ def search():
         result = _run(rt.query.search, image, parsed.options)
     gen = _run(rt.search.served)[0].manifest.name
     # "Why?" explains a result against what this search embedded, by this id (GET /api/explain?query=<search id>).
-    search_id = (remember_search(rt.searched_photos, image, result, rt.query.query_embedder)
+    search_id = (remember_search(rt.searched_photos, image, result, rt.query.embedder_for(result))
                  if image is not None else None)
     # the uploaded size, before reduced decoding; None for a query without a photo
     width, height = image.info.get("original_size", image.size) if image is not None else (None, None)

@@ -14,6 +14,7 @@ from functools import partial
 from flask import Blueprint, current_app, jsonify, request
 
 from engine.explain import METHODS, explain_pair
+from engine.localize import looks_like_product_shot
 from indexer.catalog.images import ImageDecodeError, decode_image
 from indexer.vectors.generations import GenerationError
 from web.api.params import MAX_ITEM_ID
@@ -74,7 +75,8 @@ def _answer(query_image, item_id: int, method: str, query_ref: dict, photo_query
 
 
 def _searched_region(search_id: str, item_id: int, region: str | None):
-    """(picture, query_ref) of the region of search ``search_id`` that answered ``item_id`` (or ``region``)."""
+    """(picture, query_ref, whether the query embedder embedded it) of the region of search ``search_id`` that
+    answered ``item_id`` (or ``region``); a product shot was embedded by the served model."""
     photo = runtime(current_app).searched_photos.recall(search_id)
     if photo is None:
         raise ApiError(404, f"search {search_id} is unknown or expired: a search's photo is kept for "
@@ -91,7 +93,7 @@ def _searched_region(search_id: str, item_id: int, region: str | None):
     kept_region = photo.regions[index]
     ref = {"search": search_id, "region": index, "box": [round(v, 6) for v in kept_region.box],
            "result": item_id in photo.region_of_item}
-    return kept_region.picture, ref
+    return kept_region.picture, ref, not photo.product_shot
 
 
 def _reject_unknown(names, known: tuple[str, ...]) -> None:  # noqa: ANN001 - request multidict keys
@@ -109,8 +111,8 @@ def explain_get():
     method = _method(request.args.get("method"))
     region = request.args.get("region")
     if query is not None and looks_like_search_id(query):
-        picture, ref = _searched_region(query, item_id, region)
-        return _answer(picture, item_id, method, ref, photo_query=True)
+        picture, ref, street_photo = _searched_region(query, item_id, region)
+        return _answer(picture, item_id, method, ref, photo_query=street_photo)
     if region not in (None, ""):
         raise ApiError(400, "region goes with a search id in query (s-...), not with an item id")
     if query not in (None, "") and not str(query).isdigit():
@@ -134,4 +136,5 @@ def explain_photo():
         image = decode_image(upload.read(), runtime(current_app).settings.web.max_image_pixels)
     except ImageDecodeError as exc:
         raise ApiError(400, f"could not read the photo: {exc}") from None
-    return _answer(image, item_id, method, {"photo": True}, photo_query=True)
+    # As in a search: a product shot goes through the served model, any other photo through the query embedder.
+    return _answer(image, item_id, method, {"photo": True}, photo_query=not looks_like_product_shot(image))
