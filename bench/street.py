@@ -106,8 +106,8 @@ def main() -> None:
         "grid crops + activation crop merged by best evidence (no detector); `detector` = the built-in garment "
         f"detector (models/detector, trained on SYNTHETIC scenes of train products only, {det_meta['input_size']} px "
         f"trunk, threshold {settings.web.detector_threshold}, {detector.runtime}): garments searched one by "
-        "one in the photo's batch; the default answer starts with the garment of highest confidence x sqrt(area) x "
-        "centrality (the whole photo steps in only when 0.05 more similar), then every garment and the whole photo "
+        "one in the photo's batch; the default answer starts with the garment of highest centrality^4 x best match "
+        "similarity (the whole photo steps in only when 0.05 more similar), then every garment and the whole photo "
         "by best evidence; no grid crop unless nothing is detected." + (
             f" `street` = `detector` with the photo and its garments embedded by the street encoder "
             f"({query_embedder.checkpoint}, fine-tuned on SYNTHETIC crops of train products only; the index keeps "

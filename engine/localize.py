@@ -217,16 +217,19 @@ def merge_best_evidence(per_region: Sequence[Sequence[tuple[int, float]]]) -> li
     return sorted(((i, s, r) for i, (s, r) in best.items()), key=lambda t: (-t[1], t[0]))
 
 
-def shopper_focus(box: Box, confidence: float) -> float:
-    """How likely a detected garment is the one the shopper means: confidence x sqrt(area) x centrality.
+def shopper_focus(box: Box, best_score: float) -> float:
+    """How likely a detected garment is the one the shopper means: centrality ** 4 x its best match's similarity.
 
-    Centrality is 1 at the photo's centre and falls linearly to 0.5 at a corner: shoppers frame what they want
-    roughly in the middle and large, but a confident small garment still beats an unsure large one.
+    Centrality is 1 at the photo's centre and falls linearly to 0.5 at a corner: shoppers frame what they want in
+    the middle. Among garments about as central, the one whose best catalog match is closer wins (something the
+    detector took for a garment but the catalog does not hold matches nothing well). Chosen on val products
+    (SYNTHETIC hard street photos, 300 per model, served model and street encoder): the chosen garment's own
+    recall@1 0.573 against 0.490 for the earlier confidence x sqrt(area) x centrality; neither the detector's
+    confidence nor the box's area helped once centrality weighed this much.
     """
     x0, y0, x1, y1 = box
-    area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
     dist = float(np.hypot((x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5)) / float(np.hypot(0.5, 0.5))
-    return float(confidence) * float(np.sqrt(area)) * (1.0 - 0.5 * min(1.0, dist))
+    return (1.0 - 0.5 * min(1.0, dist)) ** 4 * max(0.0, float(best_score))
 
 
 def pad_box(box: Box, share: float = 0.08) -> Box:

@@ -331,7 +331,8 @@ class QueryEngine:
                     own_hits = {h.id: h for h in per_region[i]}
                     hits_g = [Hit(e[0], e[1], {**own_hits[e[0]].item, "more_ids": more_g.get(e[0], [])}
                                   if options.collapse != "none" else own_hits[e[0]].item) for e in ranked[:options.k]]
-                    garments.append(GarmentResult(i, hits_g, shopper_focus(r.box, r.confidence or 0.0)))
+                    best = per_region[i][0].score if per_region[i] else 0.0
+                    garments.append(GarmentResult(i, hits_g, shopper_focus(r.box, best)))
             chosen = max(range(len(garments)), key=lambda g: garments[g].focus)
             merged = garment_answer(per_region, garments[chosen].region)
         else:

@@ -153,11 +153,13 @@ def test_builtin_detector_over_a_real_trunk(tmp_path, small_embedder):
     assert manifest["meta"]["image_fingerprint"] == small_embedder.fingerprint
 
 
-def test_shopper_focus_prefers_large_central_confident_garments():
+def test_shopper_focus_prefers_central_garments_with_close_matches():
     centre, corner = (0.3, 0.3, 0.7, 0.7), (0.0, 0.0, 0.4, 0.4)
     assert shopper_focus(centre, 0.8) > shopper_focus(corner, 0.8)
-    assert shopper_focus(centre, 0.8) > shopper_focus((0.45, 0.45, 0.55, 0.55), 0.9)
-    assert shopper_focus(centre, 0.9) > shopper_focus(centre, 0.4)
+    assert shopper_focus(centre, 0.7) > shopper_focus(corner, 0.95)  # centrality weighs more than the match
+    assert shopper_focus(centre, 0.9) > shopper_focus(centre, 0.6)
+    assert shopper_focus(centre, 0.8) == pytest.approx(shopper_focus((0.45, 0.45, 0.55, 0.55), 0.8))
+    assert shopper_focus(centre, -0.2) == 0.0
     assert pad_box((0.1, 0.1, 0.5, 0.5), 0.1) == pytest.approx((0.06, 0.06, 0.54, 0.54))
     assert pad_box((0.0, 0.0, 1.0, 1.0)) == (0.0, 0.0, 1.0, 1.0)
 

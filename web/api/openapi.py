@@ -109,8 +109,8 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                            "region": {"type": "integer", "minimum": 0, "description": "Index into `regions`."},
                            "focus": {"type": "number", "minimum": 0,
-                                     "description": "confidence x sqrt(area) x centrality: the highest is the "
-                                                    "default garment."},
+                                     "description": "centrality^4 x the garment's best match similarity: the "
+                                                    "highest is the default garment."},
                            "results": {"type": "array", "items": _ref("Hit"),
                                        "description": "This garment's own first k results."}}},
         "SearchResponse": {
