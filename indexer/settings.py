@@ -106,6 +106,7 @@ class MilvusSettings:
 @dataclass(frozen=True)
 class PipelineSettings:
     decode_workers: int = 2
+    read_workers: int = 8
     prefetch_batches: int = 4
     commit_every: int = 512
 
