@@ -106,7 +106,6 @@ class MilvusSettings:
 @dataclass(frozen=True)
 class PipelineSettings:
     decode_workers: int = 2
-    read_workers: int = 8
     prefetch_batches: int = 4
     commit_every: int = 512
 

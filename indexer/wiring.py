@@ -28,7 +28,7 @@ def pipeline_options(settings: Settings) -> dict[str, Any]:
     """IndexingPipeline keyword arguments from settings (shared by the single-process and the Ray pipeline)."""
     p = settings.pipeline
     return {"spec": settings.index.spec, "batch_size": settings.model.batch_size, "decode_workers": p.decode_workers,
-            "read_workers": p.read_workers, "prefetch_batches": p.prefetch_batches, "commit_every": p.commit_every,
+            "prefetch_batches": p.prefetch_batches, "commit_every": p.commit_every,
             "max_pixels": settings.web.max_image_pixels, "settings_snapshot": settings_as_dict(settings)}
 
 

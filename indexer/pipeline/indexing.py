@@ -1,7 +1,6 @@
 """Bulk indexing: catalog rows -> image bytes -> decoded tensors -> embeddings -> SQL -> index generation.
 
-Stages are plain callables joined here. A producer thread takes image files read and hashed ahead by a pool of
-reader threads (``plan.read_ahead``: a cold disk serves many reads at once) and decodes
+Stages are plain callables joined here. A producer thread reads and hashes image files and decodes
 them on a small thread pool into letterboxed pixels, normalised straight into batch arrays, keeping
 `prefetch_batches` batches ready while the main thread embeds; a writer thread commits the embedded
 batches to SQL meanwhile (items + vectors, one transaction per `commit_every` items, in order). SQL
@@ -12,6 +11,7 @@ is duplicated because items are keyed by external id and embeddings by item id.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -33,7 +33,7 @@ from indexer.pipeline.plan import (
     WorkItem,
     classify,
     note_unchanged,
-    read_ahead,
+    read_work,
     row_dict,
 )
 from indexer.store.catalog_store import Store
@@ -56,7 +56,7 @@ class IndexingPipeline:
     """Runs one `manage.py index` job. Construct with the pieces, call run()."""
 
     def __init__(self, store: Store, embedder, index_dir: Path, *, spec: str = "auto", batch_size: int = 64,
-                 decode_workers: int = 2, read_workers: int = 8, prefetch_batches: int = 4, commit_every: int = 512,
+                 decode_workers: int = 2, prefetch_batches: int = 4, commit_every: int = 512,
                  max_pixels: int = 40_000_000, settings_snapshot: dict[str, Any] | None = None,
                  crash_hook: CrashHook | None = None, progress: bool = True,
                  vector_store: VectorStore | None = None) -> None:
@@ -68,7 +68,6 @@ class IndexingPipeline:
         self.vector_store = vector_store or FaissVectorStore(index_dir, spec=spec)
         self.batch_size = max(1, batch_size)
         self.decode_workers = max(1, decode_workers)
-        self.read_workers = max(1, read_workers)
         self.prefetch_batches = max(1, prefetch_batches)
         self.commit_every = max(1, commit_every)
         self.max_pixels = max_pixels
@@ -82,16 +81,18 @@ class IndexingPipeline:
         existing = self.store.existing_items()
         fp = self.embedder.fingerprint
         pending_meta: list[tuple[int, dict[str, Any]]] = []
-        for rec, data, sha, err in read_ahead(iter_catalog(source), self.read_workers):
+        for rec in iter_catalog(source):
             if isinstance(rec, RowProblem):
                 report.problems.append(rec)
                 bar.update(1)
                 continue
             report.rows += 1
-            if data is None or sha is None:
+            data, err = read_work(rec)
+            if data is None:
                 report.problems.append(RowProblem(rec.row, rec.external_id, err or "unreadable"))
                 bar.update(1)
                 continue
+            sha = hashlib.sha256(data).hexdigest()
             old = existing.get(rec.external_id)
             kind = classify(old, sha, fp)
             if kind is None:

@@ -4,10 +4,6 @@ the report a run returns. Shared by the single-process and the Ray pipeline.
 
 from __future__ import annotations
 
-import hashlib
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,38 +61,6 @@ def read_work(row: CatalogRow) -> tuple[bytes | None, str | None]:
     except OSError as exc:
         return None, f"cannot read image: {exc.strerror or exc}"
     return data, None
-
-
-def _read_and_hash(row: CatalogRow) -> tuple[bytes | None, str | None, str | None]:
-    data, err = read_work(row)
-    return data, (hashlib.sha256(data).hexdigest() if data is not None else None), err
-
-
-def read_ahead(records: Iterable[CatalogRow | RowProblem], workers: int = 8, depth: int = 256
-               ) -> Iterator[tuple[CatalogRow | RowProblem, bytes | None, str | None, str | None]]:
-    """Each record with its image bytes, their sha256 and why they cannot be read (``read_work``), in order.
-
-    ``workers`` threads read and hash up to ``depth`` rows ahead of the consumer: on a cold disk or a network share
-    a read waits for the device, and one reader at a time left the cores idle (measured: a fresh machine's first
-    `manage.py index` of the 42k catalog embedded 206 items/s with 16% of both cores idle). A RowProblem passes
-    through with three Nones.
-    """
-    if workers <= 1:
-        for rec in records:
-            yield (rec, *_read_and_hash(rec)) if isinstance(rec, CatalogRow) else (rec, None, None, None)
-        return
-    pending: deque[tuple[CatalogRow | RowProblem, Future | None]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="read") as pool:
-        def oldest() -> tuple[CatalogRow | RowProblem, bytes | None, str | None, str | None]:
-            rec, future = pending.popleft()
-            return (rec, *future.result()) if future is not None else (rec, None, None, None)
-
-        for rec in records:
-            pending.append((rec, pool.submit(_read_and_hash, rec) if isinstance(rec, CatalogRow) else None))
-            if len(pending) >= depth:
-                yield oldest()
-        while pending:
-            yield oldest()
 
 
 def row_dict(row: CatalogRow) -> dict[str, Any]:

@@ -35,8 +35,8 @@ from indexer.catalog.images import ImageDecodeError, decode_image
 from indexer.catalog.source import CatalogRow, CatalogSource, RowProblem, count_rows, iter_catalog
 from indexer.extras import require_module
 from indexer.pipeline.crash_safety import writer_lock
-from indexer.pipeline.indexing import IndexingPipeline, WorkItem
-from indexer.pipeline.plan import IndexReport, classify, embedded_sha, note_unchanged, read_work
+from indexer.pipeline.indexing import IndexingPipeline, WorkItem, read_work
+from indexer.pipeline.plan import IndexReport, classify, embedded_sha, note_unchanged
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = (REPO / "engine", REPO / "indexer")
