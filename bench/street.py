@@ -110,7 +110,8 @@ def main() -> None:
         "similarity (the whole photo steps in only when 0.05 more similar), then every garment and the whole photo "
         "by best evidence; no grid crop unless nothing is detected." + (
             f" `street` = `detector` with the photo and its garments embedded by the street encoder "
-            f"({query_embedder.checkpoint}, fine-tuned on SYNTHETIC crops of train products only; the index keeps "
+            f"({os.path.relpath(query_embedder.checkpoint, REPO)}, fine-tuned on SYNTHETIC crops of train products "
+            "only; the index keeps "
             "the served model's vectors)" if street else ""),
         "",
         f"Detector on {args.detection_scenes} SYNTHETIC scenes of test products (`manage.py evaluate detection`): "
