@@ -41,20 +41,26 @@ def search_cmd(settings: Settings, image: str | None, k: int, filters: tuple[str
         return
     if image is None:
         fail("nothing to search for: give an IMAGE and / or --text WORDS")
+    from engine.localize import looks_like_product_shot
     from indexer.catalog.images import decode_image
-    from indexer.embedders import create_embedder_from_settings
+    from indexer.embedders import create_embedder_from_settings, query_embedder_from_settings
     from indexer.wiring import create_search_service, open_store
 
     data = Path(image).read_bytes()
     img = decode_image(data, settings.web.max_image_pixels, settings.web.decode_min_side)
-    service = create_search_service(settings, open_store(settings), create_embedder_from_settings(settings))
+    embedder = create_embedder_from_settings(settings)
+    service = create_search_service(settings, open_store(settings), embedder)
+    # The whole photo, embedded as the API would: a product shot by the served model, any other photo by the street
+    # encoder when one is configured.
+    model = embedder if looks_like_product_shot(img) else query_embedder_from_settings(settings, embedder)[0]
+    vector = model.embed_images([img])
     more: dict[int, list[int]] = {}
     if collapse == "none":
-        hits = service.search_image(img, k, parse_filters(filters) or None, threshold)
+        hits = service.search_vectors(vector, k, parse_filters(filters) or None, threshold)[0]
     else:
         from indexer.curation.collapse import FETCH_FACTOR, GroupCache, collapse_ranked
 
-        found = service.search_image(img, k * FETCH_FACTOR, parse_filters(filters) or None, threshold)
+        found = service.search_vectors(vector, k * FETCH_FACTOR, parse_filters(filters) or None, threshold)[0]
         kept = collapse_ranked(found, lambda h: h.id, GroupCache(service.store).groups(collapse))[:k]
         hits, more = [h for h, _ in kept], {h.id: m for h, m in kept if m}
     if as_json:
@@ -77,7 +83,7 @@ def _search_composed(settings: Settings, image: str | None, k: int, filters: tup
     """Words, thumbs up / down and an optional photo, through QueryEngine.search_composed (as the API)."""
     from engine.models.text_tower import MAX_QUERY_CHARS, TextTowerError
     from indexer.catalog.images import decode_image
-    from indexer.embedders import create_embedder_from_settings
+    from indexer.embedders import create_embedder_from_settings, query_embedder_from_settings
     from indexer.search.composed import EmptyQueryError, UnknownItemsError, text_setup_from_settings
     from indexer.search.query import QueryEngine, QueryOptions
     from indexer.wiring import create_search_service, open_store
@@ -93,9 +99,11 @@ def _search_composed(settings: Settings, image: str | None, k: int, filters: tup
     img = None
     if image is not None:
         img = decode_image(Path(image).read_bytes(), settings.web.max_image_pixels, settings.web.decode_min_side)
-    service = create_search_service(settings, open_store(settings), create_embedder_from_settings(settings))
+    embedder = create_embedder_from_settings(settings)
+    service = create_search_service(settings, open_store(settings), embedder)
     text_model, weights = text_setup_from_settings(settings)
-    engine = QueryEngine(service, text_model=text_model, weights=weights)
+    query_embedder = query_embedder_from_settings(settings, embedder)[0] if img is not None else None
+    engine = QueryEngine(service, text_model=text_model, weights=weights, query_embedder=query_embedder)
     options = QueryOptions(k=k, filters=parse_filters(filters) or None, threshold=threshold, text=words["--text"],
                            negative_text=words["--negative-text"], positive_ids=tuple(positive_ids),
                            negative_ids=tuple(negative_ids), collapse=collapse)

@@ -122,3 +122,38 @@ def test_served_evaluation_street_row_goes_through_the_street_encoder(trained, s
     assert list(rows) == ["off", "crops", "auto", "street"] and report.extra["default_mode"] == "street"
     assert counting.batches >= rows["street"]["n_queries"]  # every street query embedded by the street encoder
     assert np.isfinite([rows["street"]["recall@1"]]).all()
+
+
+def test_cli_search_embeds_a_street_photo_with_the_street_encoder(trained, tmp_path):
+    """`manage.py search PHOTO` answers as the API would: a street photo through the street encoder, a product shot
+    through the served model (the scores are those models' cosines)."""
+    from indexer.catalog.images import decode_image
+    from indexer.datasets.synthetic import SyntheticConfig, synthesize_street_photo
+    from indexer.wiring import open_store
+    from tests.conftest import index_in_process, write_config, write_small_catalog
+
+    config, out, _ = trained
+    catalog = write_small_catalog(tmp_path / "cat", 12)
+    cfg = write_config(tmp_path / "cfg", model={"street_encoder": str(out)})
+    settings = load_settings(cfg, env={})
+    served = create_embedder_from_settings(settings)
+    index_in_process(cfg, catalog, served)
+    street_model, why = query_embedder_from_settings(settings, served)
+    assert why is None
+    with catalog.open(newline="") as fh:
+        row = next(csv.DictReader(fh))
+    shot_path = catalog.parent / row["image"]
+    street_path = tmp_path / "street.jpg"
+    synthesize_street_photo(Image.open(shot_path), np.random.default_rng(3), cfg=SyntheticConfig(size=200)).save(
+        street_path, quality=90)
+    for path, model in ((street_path, street_model), (shot_path, served)):
+        done = run_manage("search", str(path), "-k", "3", "--json", config=cfg)
+        assert done.returncode == 0, done.stderr
+        top = json.loads(done.stdout)["results"][0]
+        store = open_store(settings)
+        try:
+            item = store.get_vector(int(top["id"]), served.fingerprint)
+        finally:
+            store.close()
+        image = decode_image(path.read_bytes(), settings.web.max_image_pixels, settings.web.decode_min_side)
+        assert top["score"] == pytest.approx(float(model.embed_images([image])[0] @ item), abs=2e-3)
