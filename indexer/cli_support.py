@@ -105,5 +105,15 @@ def default_catalog(settings: Settings, catalog: str | None, images_root: str | 
     return path, root
 
 
+def served_splits(settings: Settings, splits_file: str | None, required: bool = True) -> Path | None:
+    """The product splits a job keeps test products out with: ``--splits`` when given, else the splits.csv beside the
+    served checkpoint (model.checkpoint). ``required``: fail with a clear message when that file does not exist."""
+    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
+    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
+    if required and (splits is None or not splits.is_file()):
+        fail(f"needs the served checkpoint's product splits ({splits}); pass --splits")
+    return splits
+
+
 def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]])

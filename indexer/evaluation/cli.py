@@ -13,6 +13,7 @@ from indexer.cli_support import (
     default_catalog,
     embedder_for_eval,
     fail,
+    served_splits,
     set_threads,
     with_settings,
 )
@@ -279,10 +280,7 @@ def evaluate_detection_cmd(settings: Settings, catalog: str | None, images_root:
     except DetectorError as exc:
         fail(str(exc))
     path, root = default_catalog(settings, catalog, images_root)
-    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
-    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
-    if splits is None or not splits.is_file():
-        fail(f"needs the served checkpoint's product splits ({splits}); pass --splits")
+    splits = served_splits(settings, splits_file)
     try:
         evaluation = evaluate_detection(settings, detector, Path(path), Path(root) if root else None, splits,
                                         scenes, seed, progress=not (no_progress or as_json))

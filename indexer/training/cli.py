@@ -12,6 +12,7 @@ import click
 from indexer.cli_support import (
     default_catalog,
     fail,
+    served_splits,
     set_threads,
     with_settings,
 )
@@ -206,8 +207,7 @@ def train_text_cmd(settings: Settings, catalog: str | None, images_root: str | N
     set_threads(threads)
     fingerprint = create_embedder_from_settings(settings).fingerprint
     path, root = default_catalog(settings, catalog, images_root)
-    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
-    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
+    splits = served_splits(settings, splits_file, required=False)
     opts = TextTrainOptions(
         catalog=Path(path), images_root=Path(root) if root else None,
         out=Path(out) if out else text_checkpoint_path(settings.resolve_path(settings.text.checkpoint),
@@ -263,10 +263,7 @@ def train_detector_cmd(settings: Settings, catalog: str | None, images_root: str
     set_threads(threads)
     embedder = create_embedder_from_settings(settings)
     path, root = default_catalog(settings, catalog, images_root)
-    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
-    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
-    if splits is None or not splits.is_file():
-        fail(f"needs the served checkpoint's product splits ({splits}); pass --splits")
+    splits = served_splits(settings, splits_file)
     opts = DetectorTrainOptions(
         catalog=Path(path), images_root=Path(root) if root else None, splits=splits,
         out=Path(out) if out else settings.resolve_path(settings.web.detector_checkpoint),
@@ -322,10 +319,7 @@ def train_street_encoder_cmd(settings: Settings, catalog: str | None, images_roo
     set_threads(threads)
     embedder = create_embedder_from_settings(settings)
     path, root = default_catalog(settings, catalog, images_root)
-    ckpt = settings.resolve_path(settings.model.checkpoint) if settings.model.checkpoint else None
-    splits = Path(splits_file) if splits_file else (ckpt.parent / "splits.csv" if ckpt else None)
-    if splits is None or not splits.is_file():
-        fail(f"needs the served checkpoint's product splits ({splits}); pass --splits")
+    splits = served_splits(settings, splits_file)
     configured = out or settings.model.street_encoder or "models/street"
     opts = StreetEncoderOptions(
         catalog=Path(path), images_root=Path(root) if root else None, splits=splits,
