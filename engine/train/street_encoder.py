@@ -13,7 +13,6 @@ May import: torch, numpy, tqdm, engine.models, engine.files.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Callable
@@ -46,6 +45,10 @@ class StreetTrainConfig:
     cosine_weight: float = 1.0
     seed: int = 0
 
+    def describe(self) -> dict[str, Any]:
+        """The recipe, for manifests."""
+        return asdict(self)
+
 
 def trainable_parameters(net: EmbeddingNet, tail: nn.Module) -> list[nn.Parameter]:
     """The parameters the street encoder trains (tail, head, classifier); everything else of ``net`` is frozen."""
@@ -75,10 +78,9 @@ def _lr_at(step: int, total: int, peak: float) -> float:
 
 
 def _save_state(path: Path, net: EmbeddingNet, opt: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
-    buf = io.BytesIO()
-    torch.save({"format": STATE_FORMAT, "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
-                "history": history}, buf)
-    write_atomically(path, lambda f: f.write(buf.getvalue()))
+    payload = {"format": STATE_FORMAT, "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
+               "history": history}
+    write_atomically(path, lambda f: torch.save(payload, f))
 
 
 def train_street_encoder(net: EmbeddingNet, tail: nn.Module, views: np.ndarray, targets: torch.Tensor,
@@ -148,7 +150,3 @@ def train_street_encoder(net: EmbeddingNet, tail: nn.Module, views: np.ndarray, 
     net.eval()
     return history
 
-
-def describe(cfg: StreetTrainConfig) -> dict[str, Any]:
-    """The recipe, for manifests."""
-    return asdict(cfg)

@@ -26,13 +26,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from engine.files import file_sha256
+from engine.files import file_sha256, write_atomically
+from engine.metrics import recall_at_k
 from engine.models.backbone_split import split_backbone
 from engine.models.checkpoints import load_checkpoint, save_checkpoint
 from engine.models.keyed_files import keyed_path
-from engine.train.street_encoder import StreetTrainConfig, describe, encode_activations, train_street_encoder
+from engine.train.street_encoder import StreetTrainConfig, encode_activations, train_street_encoder
 from indexer.catalog.splits import read_splits
 from indexer.datasets.synthetic import StreetPhotoSynthesizer, street_crop_config
 from indexer.training.embedding import cache_views, image_loader, read_products
@@ -59,10 +61,10 @@ class StreetEncoderOptions:
 
 
 def _recall(queries: torch.Tensor, gallery: torch.Tensor, per_product: int) -> dict[str, float]:
-    own = torch.arange(len(gallery)).repeat_interleave(per_product)
-    top = (queries @ gallery.T).topk(min(10, len(gallery)), dim=1).indices
-    return {"r@1": round(float((top[:, 0] == own).float().mean()), 4),
-            "r@10": round(float((top == own[:, None]).any(dim=1).float().mean()), 4)}
+    """recall@1 and @10 of queries (``per_product`` consecutive rows per gallery row) against their gallery row."""
+    top = (queries @ gallery.T).topk(min(10, len(gallery)), dim=1).indices.numpy()
+    found = recall_at_k(top, np.repeat(np.arange(len(gallery)), per_product), (1, top.shape[1]))
+    return {"r@1": round(found[1], 4), "r@10": round(found[top.shape[1]], 4)}
 
 
 def train_street_encoder_job(settings, embedder, opts: StreetEncoderOptions, cfg: StreetTrainConfig,  # noqa: ANN001
@@ -93,7 +95,7 @@ def train_street_encoder_job(settings, embedder, opts: StreetEncoderOptions, cfg
     if key_file.is_file() and json.loads(key_file.read_text()) != key:
         raise ValueError(f"the work dir {work} caches views of another model, crop set or split file; remove it or "
                          "pass another --work-dir")
-    key_file.write_text(json.dumps(key, indent=2))
+    write_atomically(key_file, lambda f: f.write(json.dumps(key, indent=2).encode()))
     echo(f"SYNTHETIC street crops: {opts.views - 1} per product of {len(train)} train and {len(val)} val products; "
          f"trunk frozen below the last {opts.unfreeze_blocks} stages")
     teacher = embedder.module
@@ -131,7 +133,7 @@ def train_street_encoder_job(settings, embedder, opts: StreetEncoderOptions, cfg
     meta = {k: v for k, v in served_meta.items() if k not in ("base_weights", "base", "history", "command")}
     meta["street_encoder"] = {
         "format": STREET_ENCODER_FORMAT, "gallery_fingerprint": fingerprint, "synthetic": True,
-        "unfreeze_blocks": opts.unfreeze_blocks, "train_config": describe(cfg), "history": history,
+        "unfreeze_blocks": opts.unfreeze_blocks, "train_config": cfg.describe(), "history": history,
         "val_baseline": baseline, "data": {"train_products": len(train), "val_products": len(val),
                                            "views": opts.views, "crops": crop_cfg.describe(),
                                            "splits": str(opts.splits), "splits_sha256": key["splits_sha256"],
