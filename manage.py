@@ -27,6 +27,7 @@ from indexer.store.cli import db
 from indexer.training.cli import (
     train_classifier_cmd,
     train_cmd,
+    train_colour_head_cmd,
     train_detector_cmd,
     train_street_encoder_cmd,
     train_text_cmd,
@@ -72,8 +73,8 @@ for _command in (db, index_cmd, remove_cmd, check_cmd, search_cmd, make_pairs, m
     cli.add_command(_in_app_context(_command))
 cli.commands["evaluate"].add_command(_in_app_context(evaluate_outfits_cmd))
 # The training commands need no web app (nor faiss): they run on bare GPU boxes; nor does fetch-data.
-for _command in (train_cmd, train_classifier_cmd, train_text_cmd, train_detector_cmd, train_street_encoder_cmd,
-                 fetch_data_cmd):
+for _command in (train_cmd, train_classifier_cmd, train_text_cmd, train_colour_head_cmd, train_detector_cmd,
+                 train_street_encoder_cmd, fetch_data_cmd):
     cli.add_command(_command)
 
 

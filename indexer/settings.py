@@ -178,8 +178,11 @@ class TextSettings:
     rocchio_beta: float = 0.75
     rocchio_gamma: float = 0.5
     negative_text_weight: float = 0.5
-    modifier_weight: float = 0.8
+    modifier_weight: float = 0.4
     look_alike: float = 0.9
+    colour_head: str = "models/colour"
+    colour_weight: float = 0.2
+    article_type_boost: float = 2.0
 
 
 @dataclass(frozen=True)

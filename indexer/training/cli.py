@@ -224,6 +224,53 @@ def train_text_cmd(settings: Settings, catalog: str | None, images_root: str | N
         raise click.ClickException(str(exc)) from None
 
 
+@click.command("train-colour-head")  # needs no web app (nor faiss)
+@click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
+@click.option("--images-root", type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Checkpoint file (default: <text.colour_head>/<image model fingerprint>.pt).")
+@click.option("--work-dir", default=None, type=click.Path(file_okay=False),
+              help="Served-vector cache, shared with train-text (default: text.cache_dir).")
+@click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False),
+              help="id,split file (default: splits.csv beside model.checkpoint, so test products stay unseen).")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(8))
+@click.option("--layers", default=2, show_default=True, type=click.IntRange(0))
+@click.option("--min-count", default=5, show_default=True, type=click.IntRange(1),
+              help="Train products a base colour needs to be a class.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--no-progress", is_flag=True)
+@with_settings
+def train_colour_head_cmd(settings: Settings, catalog: str | None, images_root: str | None, out: str | None,
+                          work_dir: str | None, splits_file: str | None, epochs: int, hidden: int, layers: int,
+                          min_count: int, seed: int, threads: int | None, no_progress: bool) -> None:
+    """Train the colour head: base colour read from each item's served vector, so word queries that name a colour
+    ("navy blue shirt", "this, but in red") rank that colour first; see docs/text-search.md."""
+    from engine.models.colour_head import colour_head_path
+    from engine.train.colour_head import ColourTrainConfig
+    from indexer.embedders import create_embedder_from_settings
+    from indexer.training.colour_head import ColourHeadOptions, train_colour_head_from_catalog
+
+    set_threads(threads)
+    if not out and not settings.text.colour_head:
+        fail("text.colour_head is empty: set it to a folder (models/colour) or pass --out")
+    fingerprint = create_embedder_from_settings(settings).fingerprint
+    path, root = default_catalog(settings, catalog, images_root)
+    opts = ColourHeadOptions(
+        catalog=Path(path), images_root=Path(root) if root else None,
+        out=Path(out) if out else colour_head_path(settings.resolve_path(settings.text.colour_head), fingerprint),
+        work_dir=Path(work_dir) if work_dir else settings.resolve_path(settings.text.cache_dir),
+        splits=served_splits(settings, splits_file, required=False), image_fingerprint=fingerprint,
+        min_count=min_count, progress=not no_progress,
+        command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
+    cfg = ColourTrainConfig(hidden=hidden, layers=layers, epochs=epochs, seed=seed)
+    try:
+        train_colour_head_from_catalog(settings, opts, cfg, echo=click.echo)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command("train-detector")  # needs no web app (nor faiss)
 @click.option("--catalog", default=None, help="Catalog CSV (default: catalog.default_csv).")
 @click.option("--images-root", type=click.Path(file_okay=False))
