@@ -13,12 +13,19 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def top_k_exact(queries: np.ndarray, gallery: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """(Q, k) row indices of the gallery with the largest inner product per query, best first (exact)."""
+def top_k_exact(queries: np.ndarray, gallery: np.ndarray, k: int, chunk: int = 1024,
+                bonus_weights: np.ndarray | None = None, bonus_features: np.ndarray | None = None) -> np.ndarray:
+    """(Q, k) row indices of the gallery with the largest inner product per query, best first (exact).
+
+    With ``bonus_weights`` (Q, F) and ``bonus_features`` (len(gallery), F), each score also gains
+    ``bonus_weights[q] . bonus_features[item]`` (the colour bonus of word queries).
+    """
     k = min(k, len(gallery))
     out = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), chunk):
         scores = queries[start:start + chunk] @ gallery.T
+        if bonus_weights is not None and bonus_features is not None:
+            scores += bonus_weights[start:start + chunk] @ bonus_features.T
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
         out[start:start + chunk] = np.take_along_axis(part, order, axis=1)

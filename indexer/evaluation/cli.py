@@ -244,6 +244,12 @@ def evaluate_text_cmd(settings: Settings, splits_file: str | None, n_composed: i
     for key, value in evaluation.metrics.items():
         click.echo(f"  {key:<36} {value}")
     click.echo(f"  val modifier sweep: {evaluation.details['val_modifier_sweep']}")
+    plain = evaluation.details.get("vector_only")
+    if plain:
+        keys = ("title_recall@1", "article_type_precision@1", "base_colour_precision@1", "composed_colour_type@10")
+        click.echo("  the words' vector alone (no label terms): " + ", ".join(f"{k} {plain.get(k)}" for k in keys))
+    if evaluation.details.get("colour_head_error"):
+        click.echo(f"  no colour bonus: {evaluation.details['colour_head_error']}")
     if evaluation.details.get("run_id"):
         click.echo(f"  stored as evaluation run {evaluation.details['run_id']}")
 

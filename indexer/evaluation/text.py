@@ -9,7 +9,10 @@
   than A's); share of the top 10 (A excluded, whole catalog) with that colour and A's article type (and A's gender).
   The modifier weight is chosen on val products, then reported on test products.
 
-Search here is exact (inner product over the served generation's vectors), so numbers do not depend on the ANN index.
+Every query is scored as the served path scores it (indexer/search/query.py): the text tower's vector (composed with
+the photo), with the article-type boost and colour bonus of the catalog labels its words name
+(indexer/search/label_terms.py). Search here is exact over the served generation's vectors, so numbers do not depend
+on the ANN index. Rows ``*_vector_only`` report the same queries ranked by the words' vector alone.
 
 May import: engine/, indexer.search, indexer.store, indexer.vectors, indexer.settings.
 """
@@ -27,9 +30,10 @@ import numpy as np
 
 from engine.text_metrics import label_precision, title_retrieval, top_k_exact
 from indexer.search.composed import CompositionWeights, compose_vector
+from indexer.search.label_terms import NO_TERMS, LabelReader, colour_features, colour_weight_rows
 
 LABEL_COLUMNS = ("article_type", "sub_category", "master_category", "base_colour")
-MODIFIER_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+MODIFIER_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)
 
 
 @dataclass
@@ -42,6 +46,31 @@ class Gallery:
     titles: list[str]
     labels: dict[str, list[str | None]]
     gender: list[str | None]
+
+
+@dataclass
+class WordRanker:
+    """Ranks word queries over gallery rows as the served path does; without a reader, by the words' vector alone."""
+
+    encode: Callable[[list[str]], np.ndarray]
+    reader: LabelReader | None = None
+    features: np.ndarray | None = None  # the colour features (label_terms.colour_features) of every gallery row
+
+    def rank(self, texts: Sequence[str], vectors: np.ndarray, k: int, rows: Sequence[int] | None = None,
+             photos: np.ndarray | None = None, weights: CompositionWeights | None = None) -> np.ndarray:
+        """(len(texts), k) best rows of ``vectors`` (the gallery rows ``rows``; None: all) per text, composed with
+        the photo of the same position when ``photos`` is given."""
+        encoded = self.encode(list(texts))
+        terms = [self.reader.terms(t) if self.reader is not None else NO_TERMS for t in texts]
+        queries = encoded if photos is None else np.stack(
+            [compose_vector(text=e, photo=p, weights=weights or CompositionWeights())
+             for e, p in zip(encoded, photos, strict=True)])
+        queries = np.stack([t.boost(q) for t, q in zip(terms, queries, strict=True)]).astype(np.float32)
+        features = self.features if rows is None or self.features is None else self.features[list(rows)]
+        if features is None or all(t.colour_weights is None for t in terms):
+            return top_k_exact(queries, vectors, k)
+        return top_k_exact(queries, vectors, k, bonus_weights=colour_weight_rows(terms, features.shape[1]),
+                           bonus_features=features)
 
 
 @dataclass
@@ -61,13 +90,12 @@ def load_gallery(store, ids: np.ndarray, vectors: np.ndarray) -> Gallery:  # noq
                    {c: [r.get(c) for r in rows] for c in LABEL_COLUMNS}, [r.get("gender") for r in rows])
 
 
-def title_to_image(gallery: Gallery, split: dict[str, str], encode: Callable[[list[str]], np.ndarray]
-                   ) -> dict[str, float]:
+def title_to_image(gallery: Gallery, split: dict[str, str], ranker: WordRanker) -> dict[str, float]:
     """Title -> image metrics over test titles, and without the titles that train products also carry."""
     test_titles = sorted({t for e, t in zip(gallery.external_ids, gallery.titles, strict=True)
                           if split.get(e) == "test" and t})
     train_titles = {t for e, t in zip(gallery.external_ids, gallery.titles, strict=True) if split.get(e) == "train"}
-    ranked = top_k_exact(encode(test_titles), gallery.vectors, 10)
+    ranked = ranker.rank(test_titles, gallery.vectors, 10)
     out = {f"title_{k}": round(v, 4) for k, v in title_retrieval(ranked, test_titles, gallery.titles).items()}
     unseen = [n for n, t in enumerate(test_titles) if t not in train_titles]
     if unseen:
@@ -77,8 +105,8 @@ def title_to_image(gallery: Gallery, split: dict[str, str], encode: Callable[[li
     return out
 
 
-def label_to_product(gallery: Gallery, split: dict[str, str], encode: Callable[[list[str]], np.ndarray],
-                     which: str = "test") -> dict[str, float]:
+def label_to_product(gallery: Gallery, split: dict[str, str], ranker: WordRanker, which: str = "test"
+                     ) -> dict[str, float]:
     """precision@1 / @10 of bare-label queries over the products of one split."""
     rows = [n for n, e in enumerate(gallery.external_ids) if split.get(e) == which]
     vectors = gallery.vectors[rows]
@@ -88,7 +116,7 @@ def label_to_product(gallery: Gallery, split: dict[str, str], encode: Callable[[
         queries = sorted({x for x in labels if x})
         if not queries:
             continue
-        ranked = top_k_exact(encode(queries), vectors, 10)
+        ranked = ranker.rank(queries, vectors, 10, rows)
         for k, v in label_precision(ranked, queries, labels).items():
             out[f"{column}_{k}"] = round(v, 4)
     return out
@@ -140,13 +168,14 @@ def composed_cases(gallery: Gallery, split: dict[str, str], which: str, n: int, 
     return cases
 
 
-def composed_share(gallery: Gallery, cases: Sequence[tuple[int, str]], encode: Callable[[list[str]], np.ndarray],
+def composed_share(gallery: Gallery, cases: Sequence[tuple[int, str]], ranker: WordRanker,
                    weights: CompositionWeights) -> dict[str, float]:
-    """Share of the top 10 (A excluded) with the asked colour and A's article type (and A's gender)."""
-    colours = sorted({c for _, c in cases})
-    text_of = dict(zip(colours, encode([f"in {c}" for c in colours]), strict=True))
-    queries = np.stack([compose_vector(text=text_of[c], photo=gallery.vectors[r], weights=weights) for r, c in cases])
-    ranked = top_k_exact(queries, gallery.vectors, 11)
+    """Share of the top 10 (A excluded) with the asked colour and A's article type (and A's gender); only the query
+    count without cases (a catalog too small to have any)."""
+    if not cases:
+        return {"composed_queries": 0}
+    ranked = ranker.rank([f"in {c}" for _, c in cases], gallery.vectors, 11,
+                         photos=gallery.vectors[[r for r, _ in cases]], weights=weights)
     type_colour, with_gender, colour_only = [], [], []
     for (r, colour), row in zip(cases, ranked, strict=True):
         top = [g for g in row if g != r][:10]
@@ -160,29 +189,43 @@ def composed_share(gallery: Gallery, cases: Sequence[tuple[int, str]], encode: C
             "composed_colour@10": round(float(np.mean(colour_only)), 4), "composed_queries": len(cases)}
 
 
-def evaluate_text(gallery: Gallery, split: dict[str, str], encode: Callable[[list[str]], np.ndarray],
-                  weights: CompositionWeights, n_composed: int = 1000, seed: int = 0) -> TextEvaluation:
-    """Every metric of the module docstring; the modifier weight is picked on val products."""
+def evaluate_text(gallery: Gallery, split: dict[str, str], ranker: WordRanker, weights: CompositionWeights,
+                  n_composed: int = 1000, seed: int = 0) -> TextEvaluation:
+    """Every metric of the module docstring; the modifier weight is picked on val products. With label terms (a
+    ranker with a reader), the same queries ranked by the words' vector alone go into the details."""
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
-    metrics.update(title_to_image(gallery, split, encode))
-    metrics.update(label_to_product(gallery, split, encode, "test"))
+    metrics.update(title_to_image(gallery, split, ranker))
+    metrics.update(label_to_product(gallery, split, ranker, "test"))
     val_cases = composed_cases(gallery, split, "val", n_composed, seed)
     sweep = {}
     for w in MODIFIER_WEIGHTS:
         cand = CompositionWeights(**{**weights.__dict__, "modifier": w})
-        sweep[w] = composed_share(gallery, val_cases, encode, cand)["composed_colour_type@10"]
+        sweep[w] = composed_share(gallery, val_cases, ranker, cand).get("composed_colour_type@10", 0.0)
     best = max(sweep, key=lambda w: (sweep[w], -abs(w - weights.modifier)))
     chosen = CompositionWeights(**{**weights.__dict__, "modifier": best})
     test_cases = composed_cases(gallery, split, "test", n_composed, seed)
-    metrics.update(composed_share(gallery, test_cases, encode, chosen))
-    configured = composed_share(gallery, test_cases, encode, weights)["composed_colour_type@10"]
+    metrics.update(composed_share(gallery, test_cases, ranker, chosen))
+    configured = composed_share(gallery, test_cases, ranker, weights).get("composed_colour_type@10")
     metrics["composed_modifier_weight"] = best
-    details = {"val_modifier_sweep": {str(k): v for k, v in sweep.items()}, **centroid_ceiling(gallery, split),
-               "test_composed_colour_type@10_at_configured_weight": configured,
-               "configured_modifier_weight": weights.modifier, "seconds": round(time.perf_counter() - t0, 1),
-               "n_gallery": len(gallery.ids), "split_counts": dict(Counter(split.get(e, "none")
-                                                                           for e in gallery.external_ids))}
+    details: dict[str, Any] = {
+        "val_modifier_sweep": {str(k): v for k, v in sweep.items()}, **centroid_ceiling(gallery, split),
+        "test_composed_colour_type@10_at_configured_weight": configured, "configured_modifier_weight": weights.modifier,
+        "label_terms": {"article_type_boost": weights.article_type, "colour_weight": weights.colour,
+                        "colours": len(ranker.reader.colours) if ranker.reader else 0,
+                        "article_types": len(ranker.reader.types) if ranker.reader else 0}}
+    if ranker.reader is not None:
+        plain = WordRanker(ranker.encode)
+        vector_only = {**title_to_image(gallery, split, plain), **label_to_product(gallery, split, plain, "test")}
+        plain_sweep = {w: composed_share(gallery, val_cases, plain, CompositionWeights(
+            **{**weights.__dict__, "modifier": w})).get("composed_colour_type@10", 0.0) for w in MODIFIER_WEIGHTS}
+        plain_best = max(plain_sweep, key=lambda w: (plain_sweep[w], -abs(w - weights.modifier)))
+        vector_only.update(composed_share(gallery, test_cases, plain, CompositionWeights(
+            **{**weights.__dict__, "modifier": plain_best})))
+        vector_only["composed_modifier_weight"] = plain_best
+        details["vector_only"] = vector_only
+    details.update({"seconds": round(time.perf_counter() - t0, 1), "n_gallery": len(gallery.ids),
+                    "split_counts": dict(Counter(split.get(e, "none") for e in gallery.external_ids))})
     return TextEvaluation(metrics, details)
 
 
@@ -226,15 +269,22 @@ def run_text_evaluation(settings, splits_file: str | None = None, n_composed: in
     fingerprint = service.embedder.fingerprint
     text_model, weights = text_setup_from_settings(settings)
     encoder = text_model.encoder(fingerprint)
+    reader = text_model.label_reader(service.embedder, weights)
+    reader = reader if len(reader.vocabulary) else None  # no article types nor colours to read: words alone
     gallery = load_gallery(store, np.asarray(gen.ids), np.asarray(gen.vectors, np.float32))
+    features = (colour_features(reader.colour_head.posterior(gallery.vectors))
+                if reader is not None and reader.colour_head is not None else None)
     default = (settings.resolve_path(settings.model.checkpoint).parent / "splits.csv"
                if settings.model.checkpoint else None)
     path = Path(splits_file) if splits_file else default
     split = read_splits(path) if path and path.is_file() else {}
     split.update(assign_splits([e for e in gallery.external_ids if e not in split]))
-    evaluation = evaluate_text(gallery, split, encoder.encode, weights, n_composed, seed)
+    evaluation = evaluate_text(gallery, split, WordRanker(encoder.encode, reader, features), weights, n_composed,
+                               seed)
     source = path.name if path else "seeded splits"
     dataset = f"text KAGL protocol, test products of {source} ({len(gallery.ids)} items)"
+    if text_model.colour_error:
+        evaluation.details["colour_head_error"] = text_model.colour_error
     evaluation.details.update({"text_model": {k: v for k, v in encoder.meta.items() if k != "command"},
                                "text_command": encoder.meta.get("command", ""), "runtime": encoder.runtime,
                                "generation": gen.manifest.name, "fingerprint": fingerprint, "dataset": dataset})

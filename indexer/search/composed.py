@@ -7,13 +7,16 @@ Composition is vector arithmetic on unit vectors (docs/text-search.md has the me
     q  = alpha * q0 + beta * mean(positive items) - gamma * mean(negative items) - n * negative text   (Rocchio)
 
 Thumbs-down items are also excluded from the results, with their look-alikes: any hit whose cosine to a
-thumbs-down item is at least ``look_alike`` leaves the grid.
+thumbs-down item is at least ``look_alike`` leaves the grid. Catalog labels named in the words (an article type, a
+base colour) add an article-type boost and a colour bonus (indexer/search/label_terms.py).
 
-May import: engine/, indexer.store, indexer.vectors, indexer.search.service, indexer.settings.
+May import: engine/, indexer.store, indexer.vectors, indexer.search.service, indexer.search.label_terms,
+indexer.settings.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.models.colour_head import ColourHead, ColourHeadError, colour_head_path, load_colour_head
 from engine.models.text_tower import TextEncoder, TextTowerError, load_text_tower, text_checkpoint_path
+from indexer.search.label_terms import LabelReader
 from indexer.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_EXAMPLE_IDS = 50
 
@@ -44,12 +51,14 @@ class UnknownItemsError(ValueError):
 class CompositionWeights:
     """Weights of the composition (config.toml [text])."""
 
-    modifier: float = 0.8
+    modifier: float = 0.4
     alpha: float = 1.0
     beta: float = 0.75
     gamma: float = 0.5
     negative_text: float = 0.5
     look_alike: float = 0.9
+    colour: float = 0.2
+    article_type: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -119,14 +128,20 @@ def drop_look_alikes(hit_vectors: np.ndarray, negatives: np.ndarray | None, look
 
 
 class TextModel:
-    """The text tower for the served image model, loaded on first use (thread-safe); ``error`` says why not."""
+    """The text tower (and the colour head, when one is configured) for the served image model, loaded on first use
+    (thread-safe)."""
 
-    def __init__(self, configured_checkpoint: Path, onnx_dir: Path | None = None, runtime: str = "auto") -> None:
+    def __init__(self, configured_checkpoint: Path, onnx_dir: Path | None = None, runtime: str = "auto",
+                 colour_head: Path | None = None) -> None:
         self.configured = configured_checkpoint
         self.onnx_dir = onnx_dir
         self.runtime = runtime
+        self.colour_head_dir = colour_head
         self._lock = threading.Lock()
         self._loaded: tuple[str, TextEncoder] | None = None
+        self._readers: dict[tuple, LabelReader] = {}
+        # Why the colour head could not be loaded for the last image model asked (None: loaded, or none configured).
+        self.colour_error: str | None = None
 
     def encoder(self, image_fingerprint: str) -> TextEncoder:
         """The encoder for this image model.
@@ -149,6 +164,35 @@ class TextModel:
                 self._loaded = (image_fingerprint, encoder)
             return self._loaded[1]
 
+    def colour_head(self, image_fingerprint: str) -> ColourHead | None:
+        """The colour head for this image model; None (with one warning, and ``colour_error`` set) when none is
+        configured or it cannot be used: colour words then rank by the words' vector alone."""
+        if self.colour_head_dir is None:
+            return None
+        try:
+            head, _ = load_colour_head(colour_head_path(self.colour_head_dir, image_fingerprint), image_fingerprint)
+        except ColourHeadError as exc:
+            if self.colour_error != str(exc):
+                log.warning("colour words rank by the text vector alone: %s", exc)
+            self.colour_error = str(exc)
+            return None
+        self.colour_error = None
+        return head
+
+    def label_reader(self, embedder, weights: CompositionWeights) -> LabelReader:  # noqa: ANN001 - engine Embedder
+        """The reader of catalog labels in words for this image model (its article types, the colour head's
+        colours), built once per model and weights."""
+        key = (embedder.fingerprint, weights.article_type, weights.colour)
+        reader = self._readers.get(key)
+        if reader is None:
+            with self._lock:
+                reader = self._readers.get(key)
+                if reader is None:
+                    head = self.colour_head(embedder.fingerprint) if weights.colour else None
+                    reader = self._readers[key] = LabelReader(embedder.dim, embedder.classifier_spec, head,
+                                                              weights.article_type, weights.colour)
+        return reader
+
     def available(self, image_fingerprint: str) -> str | None:
         """None when text search works for this image model, else the one-line reason."""
         try:
@@ -161,7 +205,9 @@ class TextModel:
 def text_setup_from_settings(settings: Settings) -> tuple[TextModel, CompositionWeights]:
     """The configured text model (loaded lazily) and composition weights ([text] in config.toml)."""
     t = settings.text
-    model = TextModel(settings.resolve_path(t.checkpoint), settings.resolve_path(settings.model.onnx_dir), t.runtime)
+    model = TextModel(settings.resolve_path(t.checkpoint), settings.resolve_path(settings.model.onnx_dir), t.runtime,
+                      settings.resolve_path(t.colour_head) if t.colour_head else None)
     weights = CompositionWeights(modifier=t.modifier_weight, alpha=t.rocchio_alpha, beta=t.rocchio_beta,
-                                 gamma=t.rocchio_gamma, negative_text=t.negative_text_weight, look_alike=t.look_alike)
+                                 gamma=t.rocchio_gamma, negative_text=t.negative_text_weight, look_alike=t.look_alike,
+                                 colour=t.colour_weight, article_type=t.article_type_boost)
     return model, weights

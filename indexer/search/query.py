@@ -32,10 +32,13 @@ from engine.localize import (
     pad_box,
     shopper_focus,
 )
+from engine.models.colour_head import ColourHead
 from indexer.catalog.images import crop_box
 from indexer.curation.collapse import FETCH_FACTOR, GroupCache, collapse_ranked
 from indexer.search.composed import CompositionWeights, TextModel, UnknownItemsError, compose_vector, drop_look_alikes
+from indexer.search.label_terms import NO_TERMS, ColourFeatures, LabelTerms, label_scores
 from indexer.search.service import Hit, SearchService
+from indexer.vectors.generations import LoadedGeneration
 
 LOCALIZE_MODES = ("auto", "crops", "off")
 # Detector boxes searched at most, best first.
@@ -116,6 +119,8 @@ class QueryResult:
     default_garment: int | None = None
     # The photo looked like a product shot, so the served model embedded it (else the query embedder did).
     product_shot: bool = False
+    # Catalog labels the words named, per kind ("article_type", "colour"; "not X" from the negative words).
+    named_labels: dict[str, list[str]] = field(default_factory=dict)
 
 
 def searched_box(region: Region) -> tuple[float, float, float, float]:
@@ -176,6 +181,7 @@ class QueryEngine:
         self._probe: FeatureProbe | None | bool = False  # False: not looked for yet
         self._direction: tuple[str, np.ndarray | None] | None = None
         self._groups: GroupCache | None = None
+        self._colour_features = ColourFeatures()
 
     def warm_up(self) -> None:
         """Find the feature layer and run the batch shapes a query uses once, so the first request is not slow.
@@ -192,6 +198,10 @@ class QueryEngine:
         if self.query_embedder is not self.service.embedder:
             self._embed([blank], product_shot=True)  # product shots go through the served model
         self.detect(blank)  # the detector's first forward pass (session arenas) too
+        if self.text_model is not None and self.text_model.available(self.service.embedder.fingerprint) is None:
+            head = self.text_model.label_reader(self.service.embedder, self.weights).colour_head
+            if head is not None:  # the served generation's colour features (seconds at 42k items)
+                self.colour_features(self.service.served()[0], head)
 
     # ---- pieces --------------------------------------------------------------------------------------
 
@@ -366,6 +376,20 @@ class QueryEngine:
             raise TextTowerError("text search is not configured: run `python manage.py train-text`")
         return self.text_model.encoder(self.service.embedder.fingerprint).encode(list(texts))
 
+    def label_terms(self, text: str, negative_text: str = "") -> tuple[LabelTerms, ColourHead | None]:
+        """The catalog labels the words name, as scoring terms (indexer/search/label_terms.py), and the colour head
+        that scores a named colour (None: no colour named, or no colour head)."""
+        reader = self.text_model.label_reader(self.service.embedder, self.weights) if self.text_model else None
+        if reader is None:
+            return NO_TERMS, None
+        terms = reader.terms(text, negative_text)
+        return terms, reader.colour_head if terms.colour_weights is not None else None
+
+    def colour_features(self, gen: LoadedGeneration, head: ColourHead) -> np.ndarray:
+        """The colour features (label_terms.colour_features) of a generation's vectors, computed once per served
+        generation."""
+        return self._colour_features.of(gen.manifest.name, head, gen.vectors)
+
     def _item_vectors(self, ids: Sequence[int]) -> np.ndarray | None:
         if not ids:
             return None
@@ -400,14 +424,23 @@ class QueryEngine:
         query = compose_vector(text=encoded.get(options.text), photo=photo,
                                negative_text=encoded.get(options.negative_text), positives=positives,
                                negatives=negatives, weights=self.weights)
+        terms, colour_head = self.label_terms(options.text, options.negative_text) if texts else (NO_TERMS, None)
+        query = terms.boost(query)
         t1 = time.perf_counter()
         want = options.offset + options.k + 1
         fetch = want if negatives is None else 2 * want + 20  # look-alikes of thumbs-down items drop out
         if options.collapse != "none":
             fetch *= FETCH_FACTOR
         while True:
-            hits = self.service.search_vectors(query[None, :], fetch, options.filters, options.threshold,
-                                               exclude_ids=options.negative_ids)[0]
+            if colour_head is not None:
+                # A named colour: every item's score gains its colour bonus, so the ranking is exact.
+                hits = self.service.search_exact(
+                    lambda gen: label_scores(gen.vectors, query, self.colour_features(gen, colour_head),
+                                             terms.colour_weights), fetch,
+                    options.filters, options.threshold, exclude_ids=options.negative_ids)
+            else:
+                hits = self.service.search_vectors(query[None, :], fetch, options.filters, options.threshold,
+                                                   exclude_ids=options.negative_ids)[0]
             if negatives is not None and hits:
                 keep = drop_look_alikes(self._item_vectors([h.id for h in hits]), negatives, self.weights.look_alike)
                 kept = [h for h, ok in zip(hits, keep, strict=True) if ok]
@@ -427,7 +460,8 @@ class QueryEngine:
         report = RegionReport(region, kept[0].score if kept else None, len(page))
         timings = {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "total": (time.perf_counter() - t0) * 1000}
         return QueryResult(page, [0] * len(page), [report] if image is not None else [], False, len(kept) > want - 1,
-                           {k: round(v, 2) for k, v in timings.items()}, product_shot=product_shot)
+                           {k: round(v, 2) for k, v in timings.items()}, product_shot=product_shot,
+                           named_labels=terms.named)
 
     def similar_to_item(self, item_id: int, options: QueryOptions) -> tuple[list[Hit], bool] | None:
         """Items most like a catalog item (itself excluded), paged; None when the item is unknown."""

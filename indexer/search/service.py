@@ -15,7 +15,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,6 +211,36 @@ class SearchService:
                 hits = [Hit(i, s, found[i]) for i, s in cand if i in found]
             results.append(hits[:k])
         return results
+
+    def search_exact(self, score: Callable[[LoadedGeneration], np.ndarray], k: int,
+                     filters: Mapping[str, Sequence[str]] | None = None, threshold: float | None = None,
+                     exclude_ids: Sequence[int] = ()) -> list[Hit]:
+        """Top-k hits by a score over every vector of the served generation (exact), filtered, hydrated from SQL.
+
+        ``score(generation)`` gives one score per row of the served generation (word queries whose score is not an
+        inner product alone: indexer/search/label_terms.py). Ids SQL no longer holds as active are dropped.
+        """
+        gen, _ = self.served()
+        scores = np.array(score(gen), np.float32)
+        ids = np.asarray(gen.ids)
+        if filters:
+            scores[~np.isin(ids, self.store.filter_ids(filters))] = -np.inf
+        if len(exclude_ids):
+            scores[np.isin(ids, np.asarray(list(exclude_ids), np.int64))] = -np.inf
+        if threshold is not None:
+            scores[scores < threshold] = -np.inf
+        eligible = int(np.isfinite(scores).sum())
+        fetch = min(eligible, k)
+        hits: list[Hit] = []
+        while fetch > 0:
+            part = np.argpartition(-scores, fetch - 1)[:fetch]
+            rows = part[np.argsort(-scores[part], kind="stable")]
+            items = self.store.get_items([int(ids[r]) for r in rows])
+            hits = [Hit(int(ids[r]), float(scores[r]), items[int(ids[r])]) for r in rows if int(ids[r]) in items]
+            if len(hits) >= k or fetch >= eligible:
+                break
+            fetch = min(eligible, fetch * 2)
+        return hits[:k]
 
     def search_image(self, image: Image.Image, k: int, filters: Mapping[str, Sequence[str]] | None = None,
                      threshold: float | None = None) -> list[Hit]:

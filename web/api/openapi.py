@@ -83,7 +83,10 @@ def _schemas(web: WebSettings) -> dict[str, Any]:
                  "properties": item_props},
         "Hit": {"type": "object", "required": [*item_required, "score"], "additionalProperties": False,
                 "properties": {**item_props,
-                               "score": {"type": "number", "description": "Cosine similarity (higher is closer)."},
+                               "score": {"type": "number",
+                                         "description": "Cosine similarity (higher is closer); for words that name "
+                                                        "a colour, plus the colour term (at most 0; "
+                                                        "docs/text-search.md)."},
                                "region": {"type": "integer", "minimum": 0,
                                           "description": "Index into `regions`: the part of the photo that "
                                                          "matched this item best."},
@@ -185,7 +188,11 @@ def _composed_query_props() -> dict[str, Any]:
     """What a search by words / thumbs up-down echoes back in `query` (present only for such a search)."""
     ids = {"type": "array", "items": {"type": "integer", "minimum": 1}}
     return {"text": {"type": "string"}, "negative_text": {"type": "string"}, "positive_ids": ids,
-            "negative_ids": ids}
+            "negative_ids": ids,
+            "labels": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                       "examples": [{"colour": ["Navy Blue"], "article_type": ["Shirts", "not Tshirts"]}],
+                       "description": "Catalog labels the words named, per kind (article_type, colour; \"not X\" "
+                                      "from negative_text), which ranked items of that colour / type first."}}
 
 
 def _text_params_doc() -> dict[str, Any]:

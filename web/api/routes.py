@@ -78,9 +78,11 @@ def search():
                  if image is not None else None)
     # the uploaded size, before reduced decoding; None for a query without a photo
     width, height = image.info.get("original_size", image.size) if image is not None else (None, None)
+    query = {**_query_json(parsed.options), "width": width, "height": height, "localized": result.localized}
+    if parsed.options.composed:
+        query["labels"] = result.named_labels
     body = {
-        "query": {**_query_json(parsed.options), "width": width, "height": height,
-                  "localized": result.localized},
+        "query": query,
         "regions": [r.as_dict() for r in result.regions],
         "results": [hit_json(h, r) for h, r in zip(result.hits, result.region_of_hit, strict=True)],
         "garments": [garment_json(result, g) for g in result.garments],
