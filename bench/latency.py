@@ -361,7 +361,8 @@ def render(args, samples: Samples, rss, load_start, load_end, elapsed: float, n_
         f"12-megapixel JPEGs "
         f"({PHONE_SIDE}x{PHONE_SIDE}, quality 90; decoded reduced, web.decode_min_side); text = the titles of "
         f"{args.images} other catalog products as "
-        f"JSON `{{\"text\": ...}}` queries (text tower + vector search, docs/text-search.md). k={args.k}.",
+        f"JSON `{{\"text\": ...}}` queries (text tower, then the vector search, or an exact scan when the words "
+        f"name a colour; docs/text-search.md). k={args.k}.",
         "",
         "In-process = `decode_image` + `QueryEngine.search` (localise, embed, vector search, SQL hydration) in the "
         "bench process, at the same concurrency, in blocks alternating with the HTTP blocks. HTTP = the client's "

@@ -61,8 +61,15 @@ def main() -> None:
                  m["title_recall@10"], m["title_mrr@10"], m["article_type_precision@1"], m["base_colour_precision@1"]]
     unseen = ["same, test titles that no train product carries", m.get("title_unseen_recall@1", ""),
               m.get("title_unseen_recall@10", ""), m.get("title_unseen_mrr@10", ""), "", ""]
+    plain = d.get("vector_only") or {}
+    vector_only = ["same tower, the words' vector alone (no label terms)", plain.get("title_recall@1", ""),
+                   plain.get("title_recall@10", ""), plain.get("title_mrr@10", ""),
+                   plain.get("article_type_precision@1", ""), plain.get("base_colour_precision@1", "")]
     table = markdown_table(["model", "title recall@1", "title recall@10", "title MRR@10", "article_type P@1",
-                            "base_colour P@1"], [row_title, unseen, *REFERENCES])
+                            "base_colour P@1"], [row_title, unseen, vector_only, *REFERENCES])
+    terms = d.get("label_terms", {})
+    colour_head = (f"colour head `models/colour/{d['fingerprint']}.pt` ({terms.get('colours')} base colours)"
+                   if terms.get("colours") else f"no colour head ({d.get('colour_head_error', 'none configured')})")
     labels = markdown_table(["label column", "precision@1", "precision@10"],
                             [[c, m.get(f"{c}_precision@1"), m.get(f"{c}_precision@10")]
                              for c in ("article_type", "sub_category", "master_category", "base_colour")])
@@ -83,20 +90,29 @@ def main() -> None:
         f"{m['title_queries_in_train']} of the {m['title_queries']} distinct test titles also occur among train "
         "products; the second row leaves them out.",
         "",
+        "Served scoring (docs/text-search.md, `indexer/search/label_terms.py`): the words' vector, plus the catalog "
+        f"labels the words name: an article type ({terms.get('article_types')} classes) boosts its posterior dimension "
+        f"(article_type_boost {terms.get('article_type_boost')}), a base colour adds colour_weight "
+        f"{terms.get('colour_weight')} x log P(colour | item) from the {colour_head}, both scaled by the share of the "
+        "words the labels make up. Weights chosen on val products; the third row ranks the same test queries by the "
+        "words' vector alone.",
+        "",
         table,
         "",
         labels,
         "",
         f"Diagnostic (not a text model): querying each label with the mean served vector of its train products "
         f"(minus the train mean) gives article_type P@1 {d['ceiling_article_type_precision@1']} and base_colour P@1 "
-        f"{d['ceiling_base_colour_precision@1']}: the locked image space itself separates colours poorly, so a "
-        "text tower into it cannot reach the colour bound without a colour-aware image side.",
+        f"{d['ceiling_base_colour_precision@1']}: the locked image space separates colours poorly by one direction, "
+        "which is why colour words also ask the colour head.",
         "",
         f"Composed photo of test product A + \"in <colour>\" ({m['composed_queries']} queries, modifier weight "
         f"{m['composed_modifier_weight']} chosen on val products, sweep {d['val_modifier_sweep']}): share of the "
         f"top 10 with the asked colour and A's article type {m['composed_colour_type@10']}, also A's gender "
         f"{m['composed_colour_type_gender@10']}, the colour alone {m['composed_colour@10']}. At the configured weight: "
-        f"{d['test_composed_colour_type@10_at_configured_weight']}. Vector arithmetic only; no learned combiner.",
+        f"{d['test_composed_colour_type@10_at_configured_weight']}; the words' vector alone (modifier "
+        f"{plain.get('composed_modifier_weight')} chosen on val): {plain.get('composed_colour_type@10')}. Vector "
+        "arithmetic plus the colour term; no learned combiner.",
         "",
         "Text query latency over HTTP (1 client, `python bench/latency.py --kinds text --clients 1 --no-write`, "
         "42k index):",
