@@ -178,10 +178,10 @@ class TextSettings:
     rocchio_beta: float = 0.75
     rocchio_gamma: float = 0.5
     negative_text_weight: float = 0.5
-    modifier_weight: float = 0.4
+    modifier_weight: float = 0.2
     look_alike: float = 0.9
     colour_head: str = "models/colour"
-    colour_weight: float = 0.2
+    colour_weight: float = 0.4
     article_type_boost: float = 2.0
 
 

@@ -272,8 +272,11 @@ def run_text_evaluation(settings, splits_file: str | None = None, n_composed: in
     reader = text_model.label_reader(service.embedder, weights)
     reader = reader if len(reader.vocabulary) else None  # no article types nor colours to read: words alone
     gallery = load_gallery(store, np.asarray(gen.ids), np.asarray(gen.vectors, np.float32))
-    features = (colour_features(reader.colour_head.posterior(gallery.vectors))
-                if reader is not None and reader.colour_head is not None else None)
+    features = None
+    if reader is not None and reader.colour_head is not None:
+        head = reader.colour_head
+        descriptors = text_model.item_colours(store, gallery.ids, head.colour_bins) if head.colour_bins else None
+        features = colour_features(head.posterior(gallery.vectors, descriptors))
     default = (settings.resolve_path(settings.model.checkpoint).parent / "splits.csv"
                if settings.model.checkpoint else None)
     path = Path(splits_file) if splits_file else default

@@ -11,7 +11,7 @@ thumbs-down item is at least ``look_alike`` leaves the grid. Catalog labels name
 base colour) add an article-type boost and a colour bonus (indexer/search/label_terms.py).
 
 May import: engine/, indexer.store, indexer.vectors, indexer.search.service, indexer.search.label_terms,
-indexer.settings.
+indexer.outfits.colours (the pictures' cached colour descriptors), indexer.settings.
 """
 
 from __future__ import annotations
@@ -51,13 +51,13 @@ class UnknownItemsError(ValueError):
 class CompositionWeights:
     """Weights of the composition (config.toml [text])."""
 
-    modifier: float = 0.4
+    modifier: float = 0.2
     alpha: float = 1.0
     beta: float = 0.75
     gamma: float = 0.5
     negative_text: float = 0.5
     look_alike: float = 0.9
-    colour: float = 0.2
+    colour: float = 0.4
     article_type: float = 2.0
 
 
@@ -132,11 +132,13 @@ class TextModel:
     (thread-safe)."""
 
     def __init__(self, configured_checkpoint: Path, onnx_dir: Path | None = None, runtime: str = "auto",
-                 colour_head: Path | None = None) -> None:
+                 colour_head: Path | None = None, colour_cache_dir: Path | None = None) -> None:
         self.configured = configured_checkpoint
         self.onnx_dir = onnx_dir
         self.runtime = runtime
         self.colour_head_dir = colour_head
+        # Where the pictures' colour descriptors are cached (outfit.cache_dir: the outfit model reads the same ones).
+        self.colour_cache_dir = colour_cache_dir
         self._lock = threading.Lock()
         self._loaded: tuple[str, TextEncoder] | None = None
         self._readers: dict[tuple, LabelReader] = {}
@@ -179,6 +181,13 @@ class TextModel:
         self.colour_error = None
         return head
 
+    def item_colours(self, store, ids: Sequence[int], bins: int) -> np.ndarray:  # noqa: ANN001 - Store
+        """(len(ids), bins**3) colour descriptors of catalog items' pictures (cached by image sha256), for a colour
+        head that reads them."""
+        from indexer.outfits.colours import catalog_colours
+
+        return catalog_colours(store, [int(i) for i in ids], bins, self.colour_cache_dir)
+
     def label_reader(self, embedder, weights: CompositionWeights) -> LabelReader:  # noqa: ANN001 - engine Embedder
         """The reader of catalog labels in words for this image model (its article types, the colour head's
         colours), built once per model and weights."""
@@ -206,7 +215,8 @@ def text_setup_from_settings(settings: Settings) -> tuple[TextModel, Composition
     """The configured text model (loaded lazily) and composition weights ([text] in config.toml)."""
     t = settings.text
     model = TextModel(settings.resolve_path(t.checkpoint), settings.resolve_path(settings.model.onnx_dir), t.runtime,
-                      settings.resolve_path(t.colour_head) if t.colour_head else None)
+                      settings.resolve_path(t.colour_head) if t.colour_head else None,
+                      settings.resolve_path(settings.outfit.cache_dir))
     weights = CompositionWeights(modifier=t.modifier_weight, alpha=t.rocchio_alpha, beta=t.rocchio_beta,
                                  gamma=t.rocchio_gamma, negative_text=t.negative_text_weight, look_alike=t.look_alike,
                                  colour=t.colour_weight, article_type=t.article_type_boost)

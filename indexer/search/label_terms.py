@@ -30,7 +30,7 @@ May import: engine/.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,20 +140,20 @@ def label_scores(vectors: np.ndarray, query: np.ndarray, features: np.ndarray | 
 
 
 class ColourFeatures:
-    """``colour_features`` of the colour head's posteriors of a served generation's vectors, computed on first use
-    and kept while that generation is served (thread-safe)."""
+    """``colour_features`` of the colour head's posteriors of a served generation's items, computed on first use and
+    kept while that generation is served (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cached: tuple[str, ColourHead, np.ndarray] | None = None
 
-    def of(self, generation: str, head: ColourHead, vectors: np.ndarray) -> np.ndarray:
-        """(rows of ``vectors``, 2 * colours) features of the generation named ``generation``."""
+    def of(self, generation: str, head: ColourHead, posteriors: Callable[[], np.ndarray]) -> np.ndarray:
+        """(items of the generation named ``generation``, 2 * colours) features; ``posteriors()`` gives the head's
+        posteriors of its items when they are not cached."""
         with self._lock:
             cached = self._cached
             if cached is None or cached[0] != generation or cached[1] is not head:
-                features = colour_features(head.posterior(np.asarray(vectors, np.float32)))
-                cached = self._cached = (generation, head, features)
+                cached = self._cached = (generation, head, colour_features(posteriors()))
             return cached[2]
 
 

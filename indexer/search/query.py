@@ -386,9 +386,15 @@ class QueryEngine:
         return terms, reader.colour_head if terms.colour_weights is not None else None
 
     def colour_features(self, gen: LoadedGeneration, head: ColourHead) -> np.ndarray:
-        """The colour features (label_terms.colour_features) of a generation's vectors, computed once per served
-        generation."""
-        return self._colour_features.of(gen.manifest.name, head, gen.vectors)
+        """The colour features (label_terms.colour_features) of a generation's items, computed once per served
+        generation from their vectors (and their pictures' cached colour descriptors, for a head that reads them)."""
+        def posteriors() -> np.ndarray:
+            descriptors = None
+            if head.colour_bins and self.text_model is not None:
+                descriptors = self.text_model.item_colours(self.service.store, gen.ids, head.colour_bins)
+            return head.posterior(gen.vectors, descriptors)
+
+        return self._colour_features.of(gen.manifest.name, head, posteriors)
 
     def _item_vectors(self, ids: Sequence[int]) -> np.ndarray | None:
         if not ids:

@@ -6,5 +6,6 @@ detector). The loops themselves are engine.train's.
 
 May import: engine/, indexer.catalog, indexer.datasets, indexer.settings, indexer.embedders, indexer.outfits.slots
 (the slot rules that label the detector's scenes). Not the vectors (they run on bare GPU boxes without faiss); text and
-colour_head read the served vectors once from indexer.store (SQLAlchemy only).
+colour_head read the served vectors once from indexer.store (SQLAlchemy only); colour_head also the outfit model's
+cached colour descriptors (indexer.outfits.colours).
 """

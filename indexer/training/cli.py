@@ -233,18 +233,21 @@ def train_text_cmd(settings: Settings, catalog: str | None, images_root: str | N
               help="Served-vector cache, shared with train-text (default: text.cache_dir).")
 @click.option("--splits", "splits_file", default=None, type=click.Path(dir_okay=False),
               help="id,split file (default: splits.csv beside model.checkpoint, so test products stay unseen).")
-@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1))
 @click.option("--hidden", default=1024, show_default=True, type=click.IntRange(8))
 @click.option("--layers", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--min-count", default=5, show_default=True, type=click.IntRange(1),
               help="Train products a base colour needs to be a class.")
+@click.option("--colour-bins", default=8, show_default=True, type=click.IntRange(0, 16),
+              help="Also read the pictures' colour descriptors with this many bins per channel (the outfit model's "
+                   "are 8, so the server already holds them); 0 = served vectors only.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True)
 @with_settings
 def train_colour_head_cmd(settings: Settings, catalog: str | None, images_root: str | None, out: str | None,
                           work_dir: str | None, splits_file: str | None, epochs: int, hidden: int, layers: int,
-                          min_count: int, seed: int, threads: int | None, no_progress: bool) -> None:
+                          min_count: int, colour_bins: int, seed: int, threads: int | None, no_progress: bool) -> None:
     """Train the colour head: base colour read from each item's served vector, so word queries that name a colour
     ("navy blue shirt", "this, but in red") rank that colour first; see docs/text-search.md."""
     from engine.models.colour_head import colour_head_path
@@ -264,7 +267,7 @@ def train_colour_head_cmd(settings: Settings, catalog: str | None, images_root: 
         splits=served_splits(settings, splits_file, required=False), image_fingerprint=fingerprint,
         min_count=min_count, progress=not no_progress,
         command=" ".join(shlex.quote(a) for a in ["python", "manage.py", *sys.argv[1:]]))
-    cfg = ColourTrainConfig(hidden=hidden, layers=layers, epochs=epochs, seed=seed)
+    cfg = ColourTrainConfig(hidden=hidden, layers=layers, epochs=epochs, colour_bins=colour_bins, seed=seed)
     try:
         train_colour_head_from_catalog(settings, opts, cfg, echo=click.echo)
     except ValueError as exc:

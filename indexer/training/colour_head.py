@@ -1,11 +1,14 @@
 """`manage.py train-colour-head`: the colour head's data and recipe (the loop is engine/train/colour_head.py).
 
 Inputs: the served image model's vectors of the catalog (read once from SQL and cached like train-text's, under
-``text.cache_dir``) and each product's base_colour. Classes: the base colours at least ``min_count`` train products
-carry; products of rarer colours are left out. Train products train, val products pick the epoch, test products are
-never looked at (the image model's splits.csv decides, as for every model).
+``text.cache_dir``), the colour descriptors of the products' pictures (the outfit model's, cached by image sha256 in
+``outfit.cache_dir``: the server computes the same ones for every item at start) and each product's base_colour.
+Classes: the base colours at least ``min_count`` train products carry; products of rarer colours are left out. Train
+products train, val products pick the epoch, test products are never looked at (the image model's splits.csv
+decides, as for every model).
 
-May import: engine/, indexer.training.text, indexer.catalog.
+May import: engine/, indexer.training.text, indexer.catalog, indexer.outfits.colours and indexer.store (lazily, for
+the descriptors).
 """
 
 from __future__ import annotations
@@ -41,6 +44,33 @@ class ColourHeadOptions:
     command: str = ""
 
 
+def product_colours(settings, fingerprint: str, external_ids: list[str], bins: int,  # noqa: ANN001
+                    echo: Callable[[str], None] = print) -> np.ndarray:
+    """(len(external_ids), bins**3) colour descriptors of the products' pictures (zeros where the store has no
+    served item for an id), from ``outfit.cache_dir``'s cache or the images themselves (then cached)."""
+    from indexer.outfits.colours import catalog_colours
+    from indexer.store.catalog_store import Store
+
+    store = Store.from_url(settings.database_url, settings.database.busy_timeout_s)
+    try:
+        ids, _, _ = store.load_vectors(fingerprint)
+        items = store.get_items([int(i) for i in ids]) if len(ids) else {}
+        sql_id = {str(item["external_id"]): int(i) for i, item in items.items()}
+        found = [e for e in external_ids if e in sql_id]
+        echo(f"colour descriptors ({bins} bins) of {len(found)} product pictures, cached in "
+             f"{settings.resolve_path(settings.outfit.cache_dir)}")
+        descriptors = catalog_colours(store, [sql_id[e] for e in found], bins,
+                                      settings.resolve_path(settings.outfit.cache_dir))
+    finally:
+        store.close()
+    out = np.zeros((len(external_ids), bins**3), np.float32)
+    row = {e: n for n, e in enumerate(found)}
+    for n, e in enumerate(external_ids):
+        if e in row:
+            out[n] = descriptors[row[e]]
+    return out
+
+
 def train_colour_head_from_catalog(settings, opts: ColourHeadOptions, cfg: ColourTrainConfig,  # noqa: ANN001
                                    echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train the colour head for the served image model and write ``opts.out`` (+ manifest). Returns the manifest.
@@ -61,21 +91,25 @@ def train_colour_head_from_catalog(settings, opts: ColourHeadOptions, cfg: Colou
                          "vector: index the catalog first, or lower --min-count")
     index = {c: n for n, c in enumerate(colours)}
 
-    def rows(which: str) -> tuple[np.ndarray, np.ndarray]:
+    def rows(which: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         chosen = [p for p in products if split.get(p.external_id) == which and p.taxonomy["base_colour"] in index]
-        return (vectors[[row_of[p.external_id] for p in chosen]].reshape(len(chosen), vectors.shape[1]),
+        ids = [p.external_id for p in chosen]
+        return (vectors[[row_of[e] for e in ids]].reshape(len(chosen), vectors.shape[1]),
+                product_colours(settings, opts.image_fingerprint, ids, cfg.colour_bins, echo)
+                if cfg.colour_bins else None,
                 np.asarray([index[p.taxonomy["base_colour"]] for p in chosen], np.int64))
 
-    (x_train, y_train), (x_val, y_val) = rows("train"), rows("val")
-    echo(f"train-colour-head: {len(y_train)} train products ({len(y_val)} val pick the epoch; test products never "
-         f"seen), {len(colours)} base colours with {opts.min_count}+ train products, image model "
-         f"{opts.image_fingerprint}")
-    head, history = train_colour_head(x_train, y_train, colours, cfg, x_val, y_val, progress=opts.progress)
+    (x_train, d_train, y_train), val = rows("train"), rows("val")
+    echo(f"train-colour-head: {len(y_train)} train products ({len(val[2])} val pick the epoch; test products never "
+         f"seen), {len(colours)} base colours with {opts.min_count}+ train products, inputs: served vectors of "
+         f"image model {opts.image_fingerprint}"
+         + (f" + {cfg.colour_bins}-bin colour descriptors" if cfg.colour_bins else ""))
+    head, history = train_colour_head(x_train, y_train, colours, cfg, d_train, val, progress=opts.progress)
     best = max(history, key=lambda r: r.get("val_accuracy", r["epoch"]))
     meta = {"image_fingerprint": opts.image_fingerprint, "epoch": best["epoch"],
-            "val": {"val_accuracy": round(accuracy(head, x_val, y_val), 4)} if len(y_val) else {},
-            "train_accuracy": round(accuracy(head, x_train, y_train), 4), "train": asdict(cfg),
-            "products": {"train": int(len(y_train)), "val": int(len(y_val))},
+            "val": {"val_accuracy": round(accuracy(head, val[0], val[2], val[1]), 4)} if len(val[2]) else {},
+            "train_accuracy": round(accuracy(head, x_train, y_train, d_train), 4), "train": asdict(cfg),
+            "products": {"train": int(len(y_train)), "val": int(len(val[2]))},
             "colour_counts": {c: counts[c] for c in colours}, "catalog": str(opts.catalog), "command": opts.command}
     manifest = save_colour_head(opts.out, head, meta)
     echo(f"wrote {opts.out} ({manifest['bytes'] / 1e6:.1f} MB, best epoch {best['epoch']}: {meta['val']}) in "

@@ -155,6 +155,10 @@
       text = `${shown} results`;
       if (state.crop) text += " for your selection";
       else if (data.query && data.query.localized) text += ` · searched ${data.regions.length} regions of your photo`;
+      // Catalog labels the words named rank items of that colour / type first (docs/text-search.md).
+      const labels = (data.query && data.query.labels) || {};
+      const named = [...(labels.colour || []), ...(labels.article_type || [])];
+      if (named.length) text += ` · matching ${named.join(", ")}`;
     }
     statusEl.textContent = text;
     showEvidence(data);
