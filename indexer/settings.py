@@ -181,8 +181,9 @@ class TextSettings:
     modifier_weight: float = 0.2
     look_alike: float = 0.9
     colour_head: str = "models/colour"
-    colour_weight: float = 0.4
-    article_type_boost: float = 2.0
+    colour_weight: float = 0.8
+    article_type_boost: float = 4.0
+    label_weight_with_photo: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ class WordRanker:
         """(len(texts), k) best rows of ``vectors`` (the gallery rows ``rows``; None: all) per text, composed with
         the photo of the same position when ``photos`` is given."""
         encoded = self.encode(list(texts))
-        terms = [self.reader.terms(t) if self.reader is not None else NO_TERMS for t in texts]
+        terms = [self.reader.terms(t, photo=photos is not None) if self.reader is not None else NO_TERMS
+                 for t in texts]
         queries = encoded if photos is None else np.stack(
             [compose_vector(text=e, photo=p, weights=weights or CompositionWeights())
              for e, p in zip(encoded, photos, strict=True)])
@@ -212,6 +213,7 @@ def evaluate_text(gallery: Gallery, split: dict[str, str], ranker: WordRanker, w
         "val_modifier_sweep": {str(k): v for k, v in sweep.items()}, **centroid_ceiling(gallery, split),
         "test_composed_colour_type@10_at_configured_weight": configured, "configured_modifier_weight": weights.modifier,
         "label_terms": {"article_type_boost": weights.article_type, "colour_weight": weights.colour,
+                        "with_photo": weights.with_photo,
                         "colours": len(ranker.reader.colours) if ranker.reader else 0,
                         "article_types": len(ranker.reader.types) if ranker.reader else 0}}
     if ranker.reader is not None:

@@ -57,8 +57,9 @@ class CompositionWeights:
     gamma: float = 0.5
     negative_text: float = 0.5
     look_alike: float = 0.9
-    colour: float = 0.4
-    article_type: float = 2.0
+    colour: float = 0.8
+    article_type: float = 4.0
+    with_photo: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class TextModel:
     def label_reader(self, embedder, weights: CompositionWeights) -> LabelReader:  # noqa: ANN001 - engine Embedder
         """The reader of catalog labels in words for this image model (its article types, the colour head's
         colours), built once per model and weights."""
-        key = (embedder.fingerprint, weights.article_type, weights.colour)
+        key = (embedder.fingerprint, weights.article_type, weights.colour, weights.with_photo)
         reader = self._readers.get(key)
         if reader is None:
             with self._lock:
@@ -199,7 +200,8 @@ class TextModel:
                 if reader is None:
                     head = self.colour_head(embedder.fingerprint) if weights.colour else None
                     reader = self._readers[key] = LabelReader(embedder.dim, embedder.classifier_spec, head,
-                                                              weights.article_type, weights.colour)
+                                                              weights.article_type, weights.colour,
+                                                              weights.with_photo)
         return reader
 
     def available(self, image_fingerprint: str) -> str | None:
@@ -219,5 +221,6 @@ def text_setup_from_settings(settings: Settings) -> tuple[TextModel, Composition
                       settings.resolve_path(settings.outfit.cache_dir))
     weights = CompositionWeights(modifier=t.modifier_weight, alpha=t.rocchio_alpha, beta=t.rocchio_beta,
                                  gamma=t.rocchio_gamma, negative_text=t.negative_text_weight, look_alike=t.look_alike,
-                                 colour=t.colour_weight, article_type=t.article_type_boost)
+                                 colour=t.colour_weight, article_type=t.article_type_boost,
+                                 with_photo=t.label_weight_with_photo)
     return model, weights

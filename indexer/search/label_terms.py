@@ -14,11 +14,13 @@ generation (``label_scores``), as ``manage.py evaluate text`` ranks.
                                                      log((EPS + 1 - P(c | item)) / (1 + EPS)))
     q' = normalise(q + sum over named article types t of (+/-) article_type_boost * e_t)
 
-Both weights are scaled by share**2, where share is how much of the words the labels make up (letters of the named
+Both weights are scaled by share**3, where share is how much of the words the labels make up (letters of the named
 labels' words over letters of the words, short function words such as "in", "for", "with" left out): "navy blue",
 "in red" and "navy blue shirts" are all labels (share 1), while in a product title such as "Puma Men Motorsport Navy
 Blue Shirts" the labels are half the words, and the title's other words (brand, line) should decide among the navy
-shirts. Chosen on val products: unscaled terms cost title -> image recall@10 5 points there, scaled ones none.
+shirts. With a photo, both weights are also scaled by ``with_photo``: the words modify the photo, whose own
+similarity should still order the items of the asked colour. Chosen on val products: unscaled terms cost title ->
+image recall@10 5 points there, scaled ones none.
 
 The bonus is at most 0: an item surely of the asked colour keeps its cosine, one surely not drops by up to
 colour_weight * log(1 / EPS), so the cosine still ranks the items of the asked colour among themselves (a linear bonus
@@ -80,7 +82,7 @@ class LabelReader:
     posterior) and the colour head's colours (None: no colour head)."""
 
     def __init__(self, dim: int, classifier_spec: dict | None, colour_head: ColourHead | None,
-                 article_type_boost: float, colour_weight: float) -> None:
+                 article_type_boost: float, colour_weight: float, with_photo: float = 1.0) -> None:
         self.types: list[str] = []
         self.type_offset = 0
         if classifier_spec and classifier_spec.get("level") == "article_type" and classifier_spec.get("weight", 0) > 0:
@@ -91,9 +93,11 @@ class LabelReader:
         self.vocabulary: LabelVocabulary = label_vocabulary(self.types, self.colours)
         self.article_type_boost = article_type_boost
         self.colour_weight = colour_weight
+        self.with_photo = with_photo
 
-    def terms(self, text: str = "", negative_text: str = "") -> LabelTerms:
-        """The label terms of positive and negative words (labels named in both cancel out)."""
+    def terms(self, text: str = "", negative_text: str = "", photo: bool = False) -> LabelTerms:
+        """The label terms of positive and negative words (labels named in both cancel out); ``photo``: the words
+        modify a photo."""
         types: dict[int, float] = {}
         colours = np.zeros(2 * len(self.colours), np.float32)  # asked colours, then colours asked away
         named: dict[str, list[str]] = {}
@@ -101,7 +105,8 @@ class LabelReader:
             if not phrase:
                 continue
             found = self.vocabulary.named(phrase)
-            scale = label_share(phrase, [*found.of("article_type"), *found.of("colour")]) ** 2
+            scale = label_share(phrase, [*found.of("article_type"), *found.of("colour")]) ** 3
+            scale *= self.with_photo if photo else 1.0
             if self.article_type_boost:
                 for name in found.of("article_type"):
                     dim = self.type_offset + self.types.index(name)

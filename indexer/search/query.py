@@ -376,13 +376,14 @@ class QueryEngine:
             raise TextTowerError("text search is not configured: run `python manage.py train-text`")
         return self.text_model.encoder(self.service.embedder.fingerprint).encode(list(texts))
 
-    def label_terms(self, text: str, negative_text: str = "") -> tuple[LabelTerms, ColourHead | None]:
-        """The catalog labels the words name, as scoring terms (indexer/search/label_terms.py), and the colour head
-        that scores a named colour (None: no colour named, or no colour head)."""
+    def label_terms(self, text: str, negative_text: str = "", photo: bool = False
+                    ) -> tuple[LabelTerms, ColourHead | None]:
+        """The catalog labels the words name, as scoring terms (indexer/search/label_terms.py; ``photo``: the words
+        modify a photo), and the colour head that scores a named colour (None: no colour named, or no colour head)."""
         reader = self.text_model.label_reader(self.service.embedder, self.weights) if self.text_model else None
         if reader is None:
             return NO_TERMS, None
-        terms = reader.terms(text, negative_text)
+        terms = reader.terms(text, negative_text, photo)
         return terms, reader.colour_head if terms.colour_weights is not None else None
 
     def colour_features(self, gen: LoadedGeneration, head: ColourHead) -> np.ndarray:
@@ -430,7 +431,8 @@ class QueryEngine:
         query = compose_vector(text=encoded.get(options.text), photo=photo,
                                negative_text=encoded.get(options.negative_text), positives=positives,
                                negatives=negatives, weights=self.weights)
-        terms, colour_head = self.label_terms(options.text, options.negative_text) if texts else (NO_TERMS, None)
+        terms, colour_head = (self.label_terms(options.text, options.negative_text, photo is not None) if texts
+                              else (NO_TERMS, None))
         query = terms.boost(query)
         t1 = time.perf_counter()
         want = options.offset + options.k + 1

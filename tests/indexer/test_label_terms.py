@@ -86,4 +86,7 @@ def test_labels_weigh_by_how_much_of_the_words_they_make_up() -> None:
     assert label_share("", []) == 0.0
     title = reader().terms("Puma Men Motorsport Navy Blue Shirts")
     share = (8 + 5) / len("pumamenmotorsportnavyblueshirt")
-    assert np.isclose(title.article_types[8], 2.0 * share**2) and np.isclose(title.colour_weights[0], 0.5 * share**2)
+    assert np.isclose(title.article_types[8], 2.0 * share**3) and np.isclose(title.colour_weights[0], 0.5 * share**3)
+    # words that modify a photo: the labels count with_photo times as much
+    r = LabelReader(DIM, SPEC, ColourHead(DIM, ["Navy Blue", "Red"], hidden=4, layers=1), 2.0, 0.5, with_photo=0.25)
+    assert r.terms("in red", photo=True).colour_weights[1] == 0.125 and r.terms("in red").colour_weights[1] == 0.5
