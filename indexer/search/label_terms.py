@@ -6,8 +6,8 @@ gains ``article_type_boost`` on that class's dimension of the served vector's ta
 model calls that type rank higher; the vector search answers it as any query. When the words name a base colour the
 colour head knows (engine/models/colour_head.py), each item's score gains ``colour_weight`` times the log-probability
 that the item has that colour (for a colour in the negative words: that it has not), read from the colour head's
-posteriors of the served generation's vectors (computed once per generation); that score is exact over the
-generation (``label_scores``), as ``manage.py evaluate text`` ranks.
+posteriors of the served generation's items (computed once per generation); that score is exact over the generation
+(``label_scores``), as ``manage.py evaluate text`` ranks.
 
     score(item) = cos(q', v_item) + colour_weight * (sum over named colours c of log((EPS + P(c | item)) / (1 + EPS))
                                                    + sum over colours c in the negative words of
@@ -24,7 +24,7 @@ image recall@10 5 points there, scaled ones none.
 
 The bonus is at most 0: an item surely of the asked colour keeps its cosine, one surely not drops by up to
 colour_weight * log(1 / EPS), so the cosine still ranks the items of the asked colour among themselves (a linear bonus
-let the posterior's noise reorder them: title -> image recall fell further on val products; BENCHMARKS.md).
+let the posterior's noise reorder them: title -> image recall fell further on val products; docs/text-search.md).
 
 May import: engine/.
 """

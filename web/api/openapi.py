@@ -215,7 +215,8 @@ def _search_params_doc(web: WebSettings) -> dict[str, Any]:
         "offset": {"type": "integer", "minimum": 0, "default": 0,
                    "description": f"Skip this many results (load more); offset + k <= {web.max_results}."},
         "threshold": {"type": "number", "minimum": -1, "maximum": 1,
-                      "description": "Only results with at least this cosine similarity."},
+                      "description": "Only results with at least this cosine similarity (for words that name a "
+                                     "colour: this score, colour term included)."},
         "crop": {"type": "string", "examples": ["0.2,0.3,0.7,0.9"],
                  "description": "Search only this box of the photo: x0,y0,x1,y1 as fractions (JSON: also a list)."},
         "filters": {"type": "string", "examples": ['{"gender": ["Men"], "base_colour": ["Blue", "Navy Blue"]}'],
