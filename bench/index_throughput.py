@@ -8,7 +8,10 @@ forward-only runs of every runtime and the whole-pipeline runs (with the configu
 are of the medians. int8's quality cost is measured on the same images: cosine to the torch vectors, and how many of
 each image's 10 nearest neighbours among them (torch vectors) it keeps.
 
-    python bench/index_throughput.py [--n 2000] [--repeats 3] [--config config.toml]
+    python bench/index_throughput.py [--n 2000] [--repeats 3] [--config config.toml] [--other-decode-workers 2]
+
+Each round also runs the whole pipeline with ``--other-decode-workers`` decode threads (0: not), so the configured
+pipeline.decode_workers is compared side by side with another count in the same run.
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="catalog items (seeded sample of the default catalog)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of forward-only then pipeline; medians")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--other-decode-workers", type=int, default=2,
+                    help="also run the pipeline with this many decode threads each round (0: not)")
     args = ap.parse_args()
 
     settings = load_settings(args.config)
@@ -121,6 +126,10 @@ def main() -> None:
     fwd: dict[str, list[float]] = {name: [] for name in runtimes}
     pipe: list[float] = []
     inside: list[float] = []
+    other_workers = args.other_decode_workers if args.other_decode_workers != settings.pipeline.decode_workers else 0
+    other_settings = dataclasses.replace(settings, pipeline=dataclasses.replace(settings.pipeline,
+                                                                                decode_workers=other_workers))
+    other: list[float] = []
     with tempfile.TemporaryDirectory(prefix="lookalike-bench-") as tmp_name:
         tmp = Path(tmp_name)
         sub = tmp / "catalog.csv"
@@ -134,8 +143,11 @@ def main() -> None:
             rate, forward_inside = pipeline_rate(settings, embedder, sub, src.parent, tmp, f"run{i}")
             pipe.append(rate)
             inside.append(forward_inside)
+            if other_workers:
+                other.append(pipeline_rate(other_settings, embedder, sub, src.parent, tmp, f"other{i}")[0])
             rates = ", ".join(f"{name} {v[-1]:.1f}/s" for name, v in fwd.items())
-            print(f"round {i + 1}: forward {rates}; pipeline ({embedder.runtime}) {pipe[-1]:.1f}/s", flush=True)
+            print(f"round {i + 1}: forward {rates}; pipeline ({embedder.runtime}) {pipe[-1]:.1f}/s"
+                  + (f", with {other_workers} decode threads {other[-1]:.1f}/s" if other else ""), flush=True)
         for name, emb in runtimes.items():
             fwd[name].append(forward_rate(emb, tensors, batch))
     med = {name: statistics.median(v) for name, v in fwd.items()}
@@ -158,6 +170,10 @@ def main() -> None:
     rows_out.append([f"its forward passes inside the pipeline ({labels[embedder.runtime]})", len(inside),
                      statistics.median(inside), spread(inside),
                      f"{statistics.median(inside) / f:.3f} of forward-only", "", ""])
+    if other:
+        rows_out.append([f"whole pipeline with {other_workers} decode threads instead of "
+                         f"{settings.pipeline.decode_workers} (same rounds)", len(other), statistics.median(other),
+                         spread(other), f"{statistics.median(other) / f:.3f} of its forward", "", ""])
     table = markdown_table(["stage", "runs", "items/s (median)", "range", "vs torch eager",
                             "cosine to torch (min / mean)", "10-NN kept"], rows_out)
     threads = settings.model.threads or os.cpu_count()

@@ -105,7 +105,7 @@ class MilvusSettings:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    decode_workers: int = 2
+    decode_workers: int = 1
     prefetch_batches: int = 4
     commit_every: int = 512
 

@@ -56,7 +56,7 @@ class IndexingPipeline:
     """Runs one `manage.py index` job. Construct with the pieces, call run()."""
 
     def __init__(self, store: Store, embedder, index_dir: Path, *, spec: str = "auto", batch_size: int = 64,
-                 decode_workers: int = 2, prefetch_batches: int = 4, commit_every: int = 512,
+                 decode_workers: int = 1, prefetch_batches: int = 4, commit_every: int = 512,
                  max_pixels: int = 40_000_000, settings_snapshot: dict[str, Any] | None = None,
                  crash_hook: CrashHook | None = None, progress: bool = True,
                  vector_store: VectorStore | None = None) -> None:
