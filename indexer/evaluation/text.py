@@ -12,7 +12,7 @@
 Every query is scored as the served path scores it (indexer/search/query.py): the text tower's vector (composed with
 the photo), with the article-type boost and colour bonus of the catalog labels its words name
 (indexer/search/label_terms.py). Search here is exact over the served generation's vectors, so numbers do not depend
-on the ANN index. Rows ``*_vector_only`` report the same queries ranked by the words' vector alone.
+on the ANN index. The run's details also hold the same queries ranked by the words' vector alone (``vector_only``).
 
 May import: engine/, indexer.search, indexer.store, indexer.vectors, indexer.settings.
 """
