@@ -44,18 +44,16 @@ class ColourHeadOptions:
     command: str = ""
 
 
-def product_colours(settings, fingerprint: str, external_ids: list[str], bins: int,  # noqa: ANN001
+def product_colours(settings, external_ids: list[str], bins: int,  # noqa: ANN001
                     echo: Callable[[str], None] = print) -> np.ndarray:
-    """(len(external_ids), bins**3) colour descriptors of the products' pictures (zeros where the store has no
-    served item for an id), from ``outfit.cache_dir``'s cache or the images themselves (then cached)."""
+    """(len(external_ids), bins**3) colour descriptors of the products' pictures (zeros where the store holds no
+    active item for an id), from ``outfit.cache_dir``'s cache or the images themselves (then cached)."""
     from indexer.outfits.colours import catalog_colours
     from indexer.store.catalog_store import Store
 
     store = Store.from_url(settings.database_url, settings.database.busy_timeout_s)
     try:
-        ids, _, _ = store.load_vectors(fingerprint)
-        items = store.get_items([int(i) for i in ids]) if len(ids) else {}
-        sql_id = {str(item["external_id"]): int(i) for i, item in items.items()}
+        sql_id = {str(row["external_id"]): i for i, row in store.active_item_columns(["external_id"]).items()}
         found = [e for e in external_ids if e in sql_id]
         echo(f"colour descriptors ({bins} bins) of {len(found)} product pictures, cached in "
              f"{settings.resolve_path(settings.outfit.cache_dir)}")
@@ -91,13 +89,18 @@ def train_colour_head_from_catalog(settings, opts: ColourHeadOptions, cfg: Colou
                          "vector: index the catalog first, or lower --min-count")
     index = {c: n for n, c in enumerate(colours)}
 
+    chosen = {which: [p for p in products if split.get(p.external_id) == which and p.taxonomy["base_colour"] in index]
+              for which in ("train", "val")}
+    ids = {which: [p.external_id for p in ps] for which, ps in chosen.items()}
+    # One read of the descriptors for train and val products together (one store pass, one cache load).
+    both = (product_colours(settings, ids["train"] + ids["val"], cfg.colour_bins, echo) if cfg.colour_bins
+            else None)
+
     def rows(which: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        chosen = [p for p in products if split.get(p.external_id) == which and p.taxonomy["base_colour"] in index]
-        ids = [p.external_id for p in chosen]
-        return (vectors[[row_of[e] for e in ids]].reshape(len(chosen), vectors.shape[1]),
-                product_colours(settings, opts.image_fingerprint, ids, cfg.colour_bins, echo)
-                if cfg.colour_bins else None,
-                np.asarray([index[p.taxonomy["base_colour"]] for p in chosen], np.int64))
+        start = 0 if which == "train" else len(ids["train"])
+        return (vectors[[row_of[e] for e in ids[which]]].reshape(len(ids[which]), vectors.shape[1]),
+                None if both is None else both[start:start + len(ids[which])],
+                np.asarray([index[p.taxonomy["base_colour"]] for p in chosen[which]], np.int64))
 
     (x_train, d_train, y_train), val = rows("train"), rows("val")
     echo(f"train-colour-head: {len(y_train)} train products ({len(val[2])} val pick the epoch; test products never "
